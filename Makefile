@@ -1,0 +1,59 @@
+# The realtime voting pipeline. `make help` lists the targets; the two that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STATE := .local
+JARS := $(STATE)/jars
+TEST_STATE := $(STATE)/test-stack
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup up down status demo test lint clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, this is " + sys.version' \
+		|| { echo "error: set PYTHON=/path/to/python3.10+"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing Python packages into $(VENV) (requirements.txt)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+$(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
+	@command -v mvn >/dev/null || { echo "error: Maven (mvn) is needed to resolve the Kafka and Spark jars"; exit 1; }
+	@command -v java >/dev/null || { echo "error: Java 17+ is needed for Kafka and Spark"; exit 1; }
+	@echo "Resolving the Kafka broker and the Spark Kafka connector with Maven (jvm/pom.xml)..."
+	@rm -rf $(JARS)/kafka $(JARS)/spark
+	@mvn --quiet --batch-mode -f jvm/pom.xml dependency:copy-dependencies
+	@touch $@
+
+setup: $(VENV)/.installed $(JARS)/.resolved ## Install everything once: the .venv and the Maven-resolved jars
+
+up: setup ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
+	@$(PY) -m realtime_voting.local_stack up
+
+down: ## Stop Kafka and PostgreSQL, keeping their data
+	@if [ -x $(PY) ]; then $(PY) -m realtime_voting.local_stack down; fi
+
+status: ## Show what runs where
+	@$(PY) -m realtime_voting.local_stack status || true
+
+demo: up ## Run the whole pipeline with the dashboard on http://localhost:8501 (Ctrl-C stops it)
+	@$(PY) -m realtime_voting.demo
+
+# The tests start their own stack under $(TEST_STATE) on free ports (tests/conftest.py), so they never touch
+# services a user is running; the last line stops it even if pytest was interrupted.
+test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL and Spark it starts itself
+	@$(PY) -m ruff check .
+	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
+	exit $$status
+
+lint: setup ## Check the code with ruff
+	@$(PY) -m ruff check .
+
+clean: down ## Stop everything and delete all runtime state (.local: data, logs, jars)
+	rm -rf $(STATE)

@@ -1,0 +1,33 @@
+"""What every command shares: logging configured once, and one stop event set by Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Configure the root logger once, at an entry point; library modules only call ``getLogger(__name__)``."""
+    logging.basicConfig(level=level, format=LOG_FORMAT, datefmt="%H:%M:%S")
+    # librdkafka and py4j are chatty at INFO; their warnings still show.
+    for noisy in ("py4j", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def install_stop_event() -> threading.Event:
+    """Return an event that SIGINT and SIGTERM set, for every loop to check; a second signal exits at once."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger(__name__).info("%s received: finishing the work in hand, then stopping",
+                                         signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop

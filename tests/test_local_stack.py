@@ -1,0 +1,129 @@
+"""The local stack that `make up` starts is a real Kafka broker and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from dataclasses import replace
+
+from confluent_kafka import Consumer, Producer
+from psycopg2 import sql
+
+from realtime_voting import db, kafka_io
+from realtime_voting.settings import REPO_ROOT, Settings
+from tests.conftest import free_ports
+
+
+def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
+    consumer = Consumer(kafka_io.consumer_config(settings, f"test-{uuid.uuid4().hex[:8]}"))
+    consumer.subscribe([topic])
+    messages = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            assert message.error() is None, message.error()
+            messages.append(message)
+    finally:
+        consumer.close()
+    return messages
+
+
+def test_a_message_produced_to_a_fresh_topic_is_consumed_back_intact(stack_settings, topic_name):
+    topic = topic_name("roundtrip")
+    kafka_io.create_topics(stack_settings, [topic], partitions=3)
+    payload = '{"voter_id": "v-1", "name": "Zoë Ångström"}'.encode()
+    producer = Producer(kafka_io.producer_config(stack_settings))
+    producer.produce(topic, key=b"v-1", value=payload, headers={"source": b"test"})
+    assert producer.flush(10) == 0
+
+    [message] = consume_all(stack_settings, topic, expected=1)
+    assert (message.key(), message.value()) == (b"v-1", payload)
+    assert message.headers() == [("source", b"test")]
+
+
+def test_a_row_written_over_tcp_is_read_back(stack_settings, pg_schema):
+    with db.connect(stack_settings) as connection, connection.cursor() as cursor:
+        assert connection.info.host == stack_settings.postgres_host  # TCP, not a Unix socket
+        table = sql.Identifier(pg_schema, "ballots")
+        cursor.execute(sql.SQL("CREATE TABLE {} (voter_id text PRIMARY KEY, cast_at timestamptz)").format(table))
+        cursor.execute(sql.SQL("INSERT INTO {} VALUES (%s, now())").format(table), ("v-1",))
+    with db.connect(stack_settings) as connection, connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SELECT voter_id FROM {}").format(table))
+        assert cursor.fetchall() == [("v-1",)]
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", target], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
+    kafka_port, controller_port, postgres_port = free_ports(3)
+    env = {
+        **os.environ,
+        "LOCAL_STATE_DIR": str(tmp_path / "state"),
+        "KAFKA_BOOTSTRAP_SERVERS": f"localhost:{kafka_port}",
+        "KAFKA_CONTROLLER_PORT": str(controller_port),
+        "POSTGRES_PORT": str(postgres_port),
+    }
+    settings = Settings.from_env(env)
+    try:
+        first = make("up", env)
+        assert first.returncode == 0, first.stderr
+        assert "PostgreSQL started" in first.stdout and "Kafka started" in first.stdout
+        second = make("up", env)
+        assert second.returncode == 0, second.stderr
+        assert "PostgreSQL is already running" in second.stdout and "Kafka is already running" in second.stdout
+
+        with db.connect(settings) as connection, connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE kept (note text)")
+            cursor.execute("INSERT INTO kept VALUES (%s)", ("still here",))
+        kafka_io.create_topics(settings, ["kept-topic"])
+
+        down = make("down", env)
+        assert down.returncode == 0, down.stderr
+        assert make("status", env).stdout.count("stopped") == 2
+
+        again = make("up", env)
+        assert again.returncode == 0, again.stderr
+        with db.connect(settings) as connection, connection.cursor() as cursor:
+            cursor.execute("SELECT note FROM kept")
+            assert cursor.fetchall() == [("still here",)]
+        assert "kept-topic" in kafka_io.admin_client(settings).list_topics(timeout=10).topics
+    finally:
+        make("down", env)
+
+
+def test_up_refuses_a_taken_port_and_names_the_setting(stack_settings, tmp_path):
+    # The test stack already listens on its PostgreSQL port: a second stack must not start on it.
+    env = {**os.environ, "LOCAL_STATE_DIR": str(tmp_path / "state"), "POSTGRES_PORT": str(stack_settings.postgres_port)}
+    env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_CONTROLLER_PORT"] = (
+        f"localhost:{free_ports(1)[0]}", str(free_ports(1)[0]))
+    result = make("up", env)
+    try:
+        assert result.returncode != 0
+        assert f"port {stack_settings.postgres_port}" in result.stderr and "POSTGRES_PORT" in result.stderr
+    finally:
+        make("down", env)
+
+
+def test_unreachable_services_give_an_error_that_says_where_and_what_to_do():
+    settings = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{free_ports(1)[0]}",
+                       postgres_port=free_ports(1)[0])
+    try:
+        kafka_io.wait_for_kafka(settings, timeout_s=1)
+    except kafka_io.KafkaUnavailable as error:
+        assert settings.kafka_bootstrap_servers in str(error) and "make up" in str(error)
+    else:
+        raise AssertionError("an unreachable broker was reported as ready")
+    try:
+        db.wait_for_postgres(settings, timeout_s=1)
+    except db.PostgresUnavailable as error:
+        assert f"localhost:{settings.postgres_port}" in str(error) and "make up" in str(error)
+    else:
+        raise AssertionError("an unreachable PostgreSQL was reported as ready")

@@ -1,0 +1,41 @@
+import pytest
+
+from realtime_voting.settings import Settings
+
+
+def test_defaults_match_the_reference_connection_string():
+    settings = Settings.from_env({})
+    assert settings.kafka_bootstrap_servers == "localhost:9092"
+    assert settings.postgres_dsn == "host=localhost port=5432 dbname=voting user=postgres"
+    assert settings.postgres_password == "postgres"
+    assert settings.spark_master == "local[*]"
+
+
+def test_every_documented_variable_overrides_its_default():
+    settings = Settings.from_env({
+        "KAFKA_BOOTSTRAP_SERVERS": "broker:29092",
+        "POSTGRES_HOST": "db",
+        "POSTGRES_PORT": "6543",
+        "POSTGRES_DB": "election",
+        "POSTGRES_USER": "teller",
+        "POSTGRES_PASSWORD": "s3cret",
+        "SPARK_MASTER": "spark://spark-master:7077",
+    })
+    assert settings.kafka_bootstrap_servers == "broker:29092"
+    assert (settings.postgres_host, settings.postgres_port) == ("db", 6543)
+    assert settings.postgres_db == "election"
+    assert (settings.postgres_user, settings.postgres_password) == ("teller", "s3cret")
+    assert settings.spark_master == "spark://spark-master:7077"
+
+
+def test_empty_variables_keep_the_defaults():
+    assert Settings.from_env({"POSTGRES_PORT": "", "POSTGRES_DB": ""}) == Settings.from_env({})
+
+
+def test_a_port_that_is_not_a_number_is_rejected_with_its_name():
+    with pytest.raises(ValueError, match="POSTGRES_PORT='fivefour'"):
+        Settings.from_env({"POSTGRES_PORT": "fivefour"})
+
+
+def test_the_password_is_kept_out_of_repr():
+    assert "s3cret" not in repr(Settings.from_env({"POSTGRES_PASSWORD": "s3cret"}))
