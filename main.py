@@ -1,9 +1,9 @@
-"""Create the tables and topics, seed candidates and voters, publish voters to voters_topic.
+"""Create the election's tables and topics, seed candidates and voters, publish voters to voters_topic.
 
-Not built yet: see issue #3. The logic will live in realtime_voting/seeding.py; this script stays a thin entry point.
+See realtime_voting/seeding.py; `python main.py --help` lists the options.
 """
 
-import sys
+from realtime_voting.seeding import main
 
 if __name__ == "__main__":
-    sys.exit("main.py is not built yet (issue #3)")
+    raise SystemExit(main())

@@ -1,9 +1,6 @@
-"""Cast, store and publish one vote per voter from voters_topic.
+"""Cast, store and publish one vote per voter from voters_topic. See realtime_voting/voting.py."""
 
-Not built yet: see issue #3. The logic will live in realtime_voting/voting.py; this script stays a thin entry point.
-"""
-
-import sys
+from realtime_voting.voting import main
 
 if __name__ == "__main__":
-    sys.exit("voting.py is not built yet (issue #3)")
+    raise SystemExit(main())

@@ -1,13 +1,24 @@
-"""The PostgreSQL layer: connections and readiness. Every statement elsewhere is parameterised."""
+"""The PostgreSQL layer: connections, readiness, the election's tables and the queries on them.
+
+Every statement is parameterised (values as parameters, names through ``psycopg2.sql.Identifier``).
+Votes are written by ``realtime_voting.ballot_box``, which owns the exactly-once rule.
+"""
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import io
 import logging
 import time
+from collections.abc import Iterator, Sequence
 
 import psycopg2
 import psycopg2.extensions
+from psycopg2 import sql
+from psycopg2.extras import execute_values
 
+from realtime_voting.schemas import Candidate, Voter
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -29,6 +40,8 @@ def connect(
         password=settings.postgres_password,
         connect_timeout=connect_timeout,
         application_name="realtime-voting",
+        # Unqualified table names resolve in the election's schema (``public`` unless POSTGRES_SCHEMA says).
+        options=f"-c search_path={settings.postgres_schema}",
     )
 
 
@@ -53,3 +66,134 @@ def wait_for_postgres(
             )
         logger.debug("waiting for PostgreSQL (attempt %d): %s", attempt, last_error)
         time.sleep(0.25)  # a retry interval, not synchronisation: the loop ends on success or the deadline
+
+
+# The election's tables. Types are proper where it costs nothing in compatibility with the reference
+# (dates as date, times as timestamptz); ids stay text, as RandomUser's uuids and the reference's VARCHARs are.
+SCHEMA_DDL = """
+CREATE TABLE IF NOT EXISTS candidates (
+    candidate_id      text PRIMARY KEY,
+    candidate_name    text NOT NULL,
+    party_affiliation text NOT NULL,
+    biography         text,
+    campaign_platform text,
+    photo_url         text
+);
+CREATE TABLE IF NOT EXISTS voters (
+    voter_id            text PRIMARY KEY,
+    voter_name          text NOT NULL,
+    date_of_birth       date,
+    gender              text,
+    nationality         text,
+    registration_number text,
+    address_street      text,
+    address_city        text,
+    address_state       text,
+    address_country     text,
+    address_postcode    text,
+    email               text,
+    phone_number        text,
+    cell_number         text,
+    picture             text,
+    registered_age      integer
+);
+-- One vote per voter: the primary key on voter_id is the arbiter of "exactly once". Every writer inserts
+-- with ON CONFLICT (voter_id) DO NOTHING, so a replayed or re-published voter can never vote twice.
+CREATE TABLE IF NOT EXISTS votes (
+    voter_id     text PRIMARY KEY REFERENCES voters (voter_id),
+    candidate_id text NOT NULL REFERENCES candidates (candidate_id),
+    voting_time  timestamptz NOT NULL DEFAULT now(),
+    vote         integer NOT NULL DEFAULT 1 CHECK (vote = 1)
+);
+-- The dashboard's queries: votes per candidate, turnout by state, and the ballot page's log-in.
+CREATE INDEX IF NOT EXISTS votes_candidate_id_idx ON votes (candidate_id);
+CREATE INDEX IF NOT EXISTS voters_address_state_idx ON voters (address_state);
+CREATE INDEX IF NOT EXISTS voters_registration_number_idx ON voters (registration_number);
+"""
+
+ELECTION_TABLES = ("votes", "voters", "candidates")  # in the order they can be dropped
+
+
+def create_schema(connection: psycopg2.extensions.connection) -> None:
+    """Create the election's tables and indexes if they do not exist (safe to run any number of times)."""
+    with connection, connection.cursor() as cursor:
+        # Concurrent seeders would race on CREATE TABLE IF NOT EXISTS; one lock makes them take turns.
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('realtime_voting.create_schema'))")
+        cursor.execute(SCHEMA_DDL)
+
+
+def drop_schema(connection: psycopg2.extensions.connection) -> None:
+    with connection, connection.cursor() as cursor:
+        for table in ELECTION_TABLES:
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
+
+
+def insert_candidates(connection: psycopg2.extensions.connection, candidates: Sequence[Candidate]) -> int:
+    """Insert the candidates that are not registered yet; return how many were new."""
+    columns = [field.name for field in dataclasses.fields(Candidate)]
+    with connection, connection.cursor() as cursor:
+        rows = execute_values(
+            cursor,
+            sql.SQL("INSERT INTO candidates ({}) VALUES %s ON CONFLICT (candidate_id) DO NOTHING RETURNING 1")
+            .format(sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(cursor),
+            [dataclasses.astuple(candidate) for candidate in candidates],
+            fetch=True,
+        )
+    return len(rows)
+
+
+def insert_voters(connection: psycopg2.extensions.connection, voters: Sequence[Voter]) -> list[Voter]:
+    """Register a batch of voters with COPY; return the ones that were new (already registered ones are skipped).
+
+    COPY into a temporary table and one INSERT ... ON CONFLICT DO NOTHING is several times faster than
+    row-by-row INSERTs, and keeps re-runs from duplicating anyone.
+    """
+    columns = [field.name for field in dataclasses.fields(Voter)]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    for voter in voters:
+        writer.writerow(dataclasses.astuple(voter))
+    buffer.seek(0)
+    column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
+    with connection, connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE IF NOT EXISTS voters_staging (LIKE voters) ON COMMIT DELETE ROWS")
+        cursor.copy_expert(
+            sql.SQL("COPY voters_staging ({}) FROM STDIN WITH (FORMAT csv)").format(column_list).as_string(cursor),
+            buffer,
+        )
+        cursor.execute(
+            sql.SQL("INSERT INTO voters ({cols}) SELECT {cols} FROM voters_staging "
+                    "ON CONFLICT (voter_id) DO NOTHING RETURNING voter_id").format(cols=column_list)
+        )
+        new_ids = {row[0] for row in cursor.fetchall()}
+    return [voter for voter in voters if voter.voter_id in new_ids]
+
+
+def count_rows(connection: psycopg2.extensions.connection, table: str) -> int:
+    with connection, connection.cursor() as cursor:
+        cursor.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+        return cursor.fetchone()[0]
+
+
+def fetch_candidates(connection: psycopg2.extensions.connection) -> list[Candidate]:
+    columns = [field.name for field in dataclasses.fields(Candidate)]
+    with connection, connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL("SELECT {} FROM candidates ORDER BY candidate_id")
+            .format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+        )
+        return [Candidate(*row) for row in cursor.fetchall()]
+
+
+def fetch_voters_without_vote(connection: psycopg2.extensions.connection, batch_size: int = 5000) -> Iterator[Voter]:
+    """Every registered voter who has not voted yet, streamed with a server-side cursor."""
+    columns = [field.name for field in dataclasses.fields(Voter)]
+    with connection, connection.cursor(name="voters_without_vote") as cursor:
+        cursor.itersize = batch_size
+        cursor.execute(
+            sql.SQL("SELECT {} FROM voters v WHERE NOT EXISTS (SELECT 1 FROM votes WHERE voter_id = v.voter_id) "
+                    "ORDER BY voter_id")
+            .format(sql.SQL(", ").join(sql.SQL("v.") + sql.Identifier(column) for column in columns))
+        )
+        for row in cursor:
+            yield Voter(*row)

@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from realtime_voting.settings import Settings
@@ -100,7 +100,8 @@ def create_topics(
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=config or {}) for name in wanted],
+        [NewTopic(name, num_partitions=partitions, replication_factor=settings.kafka_replication_factor,
+                  config=config or {}) for name in wanted],
         operation_timeout=timeout_s,
     )
     created = []
@@ -113,3 +114,53 @@ def create_topics(
                 raise
     logger.info("created topics %s", ", ".join(sorted(created)))
     return created
+
+
+class PublishFailed(RuntimeError):
+    """Some messages were not acknowledged by the broker; none of the batch may be treated as published."""
+
+
+KeyedMessage = tuple[bytes | str | None, bytes, list[tuple[str, bytes]] | None]
+
+
+def produce_all(producer: Producer, topic: str, messages: Iterable[KeyedMessage], *, timeout_s: float = 60.0) -> int:
+    """Produce ``(key, value, headers)`` messages and wait until the broker has acknowledged every one.
+
+    Returns how many were produced; raises ``PublishFailed`` if any delivery failed or timed out, so that
+    the caller does not commit the input offsets that these messages answer for.
+    """
+    failures: list[str] = []
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            failures.append(f"{message.topic()}[{message.partition()}]: {error}")
+
+    produced = 0
+    for key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it, then try again
+                producer.poll(0.1)
+        produced += 1
+        producer.poll(0)
+    remaining = producer.flush(timeout_s)
+    if remaining or failures:
+        detail = "; ".join(failures[:3]) or f"{remaining} still in flight after {timeout_s:.0f}s"
+        raise PublishFailed(
+            f"{len(failures) or remaining} of {produced} messages to {topic} were not delivered: {detail}"
+        )
+    return produced
+
+
+def dead_letter(message: Message, *, stage: str, reason: str) -> KeyedMessage:
+    """The dead letter for a rejected message: its original key and bytes, and ``dlq.*`` headers saying why."""
+    headers = [
+        ("dlq.stage", stage.encode()),
+        ("dlq.reason", reason.encode()),
+        ("dlq.source.topic", (message.topic() or "").encode()),
+        ("dlq.source.partition", str(message.partition()).encode()),
+        ("dlq.source.offset", str(message.offset()).encode()),
+    ]
+    return message.key(), message.value() or b"", headers

@@ -40,7 +40,18 @@ class Settings:
     postgres_db: str = "voting"
     postgres_user: str = "postgres"
     postgres_password: str = field(default="postgres", repr=False)
+    # The PostgreSQL schema the election's tables live in (tests give each test its own).
+    postgres_schema: str = "public"
     spark_master: str = "local[*]"
+    # Topic layout: names get an optional prefix (one election per prefix); partitions let several
+    # voting.py processes share the work in one consumer group.
+    kafka_topic_prefix: str = ""
+    kafka_topic_partitions: int = 3
+    kafka_replication_factor: int = 1
+    # Where seeding asks for people when the source is `randomuser` or `auto`.
+    randomuser_url: str = "https://randomuser.me/api/"
+    # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
+    voting_weights: str = ""
     # The local stack (`make up`): its controller port, its state folder and where Maven put the jars.
     kafka_controller_port: int = 9093
     state_dir: Path = REPO_ROOT / ".local"
@@ -62,7 +73,13 @@ class Settings:
             postgres_db=env.get("POSTGRES_DB") or cls.postgres_db,
             postgres_user=env.get("POSTGRES_USER") or cls.postgres_user,
             postgres_password=env.get("POSTGRES_PASSWORD") or cls.postgres_password,
+            postgres_schema=env.get("POSTGRES_SCHEMA") or cls.postgres_schema,
             spark_master=env.get("SPARK_MASTER") or cls.spark_master,
+            kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX") or cls.kafka_topic_prefix,
+            kafka_topic_partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", cls.kafka_topic_partitions),
+            kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor),
+            randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
+            voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
             kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port),
             state_dir=state_dir,
             jars_dir=_path(env, "JARS_DIR") or cls.jars_dir,
@@ -77,6 +94,10 @@ class Settings:
             f"host={self.postgres_host} port={self.postgres_port} "
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
+
+    def topic(self, name: str) -> str:
+        """The full name of one of the pipeline's topics (see ``realtime_voting.topics``)."""
+        return f"{self.kafka_topic_prefix}{name}"
 
     @property
     def logs_dir(self) -> Path:

@@ -1,0 +1,124 @@
+"""The election's records and their Kafka messages, each defined once and used by every stage.
+
+- ``Candidate`` and ``Voter`` are rows of the ``candidates`` and ``voters`` tables; a ``Voter`` is also the
+  message on ``voters_topic``.
+- ``Vote`` is the message on ``votes_topic``: the ballot plus what the tallies group by (the candidate's
+  name, party and photo; the voter's state, country, gender and date of birth). It deliberately carries no
+  email, phone number, street address or picture.
+
+Messages are UTF-8 JSON objects; dates are ISO 8601 (``YYYY-MM-DD``), times ISO 8601 in UTC with an offset.
+``VOTE_FIELDS`` names the vote message's fields and JSON types; the Spark job builds its schema from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import simplejson
+
+PARTIES = ("Management Party", "Savior Party", "Tech Republic Party")
+
+
+class InvalidMessage(ValueError):
+    """A message a stage cannot use; ``str(error)`` is the reason recorded with its dead letter."""
+
+
+def _encode(record: object) -> bytes:
+    fields = {
+        name: value.isoformat() if isinstance(value, date | datetime) else value
+        for name, value in dataclasses.asdict(record).items()
+    }
+    return simplejson.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    candidate_id: str
+    candidate_name: str
+    party_affiliation: str
+    biography: str
+    campaign_platform: str
+    photo_url: str
+
+
+@dataclass(frozen=True)
+class Voter:
+    voter_id: str
+    voter_name: str
+    date_of_birth: date
+    gender: str
+    nationality: str
+    registration_number: str
+    address_street: str
+    address_city: str
+    address_state: str
+    address_country: str
+    address_postcode: str
+    email: str
+    phone_number: str
+    cell_number: str
+    picture: str
+    registered_age: int
+
+    def to_message(self) -> bytes:
+        return _encode(self)
+
+
+@dataclass(frozen=True)
+class Vote:
+    voter_id: str
+    candidate_id: str
+    voting_time: datetime
+    candidate_name: str
+    party_affiliation: str
+    photo_url: str
+    address_state: str
+    address_country: str
+    gender: str
+    date_of_birth: date | None
+    vote: int = 1
+
+    def to_message(self) -> bytes:
+        return _encode(self)
+
+
+# The vote message's fields and their JSON types, in message order (a test keeps it in step with ``Vote``).
+VOTE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("voter_id", "string"),
+    ("candidate_id", "string"),
+    ("voting_time", "timestamp"),
+    ("candidate_name", "string"),
+    ("party_affiliation", "string"),
+    ("photo_url", "string"),
+    ("address_state", "string"),
+    ("address_country", "string"),
+    ("gender", "string"),
+    ("date_of_birth", "date"),
+    ("vote", "integer"),
+)
+
+
+def voter_id_of(message_value: bytes | None) -> str:
+    """The ``voter_id`` a ``voters_topic`` message names; ``InvalidMessage`` says why there is none.
+
+    Only the id is taken from the message: everything else about the voter is read from the ``voters``
+    table, the register of record, so a forged or stale message cannot change who votes where.
+    """
+    if message_value is None:
+        raise InvalidMessage("empty message (no value)")
+    try:
+        body = simplejson.loads(message_value)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidMessage(f"not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidMessage(f"not a JSON object but {type(body).__name__}")
+    if "voter_id" not in body:
+        raise InvalidMessage("missing voter_id")
+    voter_id = body["voter_id"]
+    if not isinstance(voter_id, str):
+        raise InvalidMessage(f"voter_id must be a string, got {type(voter_id).__name__}")
+    if not voter_id.strip() or len(voter_id) > 255:
+        raise InvalidMessage("voter_id must be 1 to 255 characters")
+    return voter_id

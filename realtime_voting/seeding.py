@@ -1,0 +1,188 @@
+"""The seeding stage (``main.py``): the election's tables and topics, its candidates and its voters.
+
+1. Creates the tables ``candidates``, ``voters`` and ``votes`` and every topic of the pipeline, if missing.
+2. Registers candidates up to ``--candidates`` (one per party in turn) and voters up to ``--voters``, from
+   the RandomUser API when it is reachable or the offline generator otherwise (``--source``).
+3. Publishes each newly registered voter to ``voters_topic`` keyed by ``voter_id``, batch by batch, and
+   waits for the broker to acknowledge every message before it exits.
+
+Running it again tops the election up to the requested sizes and duplicates no one. Voters registered by
+an earlier run that was interrupted before publishing them can be published again with ``--republish``:
+re-publishing is harmless, because a voter can only ever vote once (see ``realtime_voting.ballot_box``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Iterator
+
+from confluent_kafka import Producer
+from tqdm import tqdm
+
+from realtime_voting import db, kafka_io, people, topics
+from realtime_voting.cli import configure_logging
+from realtime_voting.schemas import PARTIES, Voter
+from realtime_voting.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def batched(iterable, size: int) -> Iterator[list]:
+    iterator = iter(iterable)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--voters", type=int, default=1000, help="voters the election has (default 1000)")
+    parser.add_argument("--candidates", type=int, default=3, help="candidates standing (default 3)")
+    parser.add_argument("--parties", default=",".join(PARTIES),
+                        help="comma-separated party names; candidates are assigned to them in turn")
+    parser.add_argument("--source", choices=["auto", "randomuser", "offline"], default="auto",
+                        help="where people come from (default auto: RandomUser if reachable, else offline)")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the offline generator (default 42)")
+    parser.add_argument("--batch-size", type=int, default=1000, help="voters registered and published per batch")
+    parser.add_argument("--republish", action="store_true",
+                        help="publish again every registered voter who has not voted yet")
+    parser.add_argument("--reset", action="store_true",
+                        help="drop the election's tables and topics first (asks for confirmation)")
+    parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    args = parser.parse_args(argv)
+    if args.voters < 0 or args.candidates < 0 or args.batch_size < 1:
+        parser.error("--voters and --candidates must be 0 or more, --batch-size at least 1")
+    args.parties = [party.strip() for party in args.parties.split(",") if party.strip()]
+    if not args.parties:
+        parser.error("--parties needs at least one party name")
+    return args
+
+
+def confirm_reset(settings: Settings, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    where = f"{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
+    question = (f"This deletes every candidate, voter and vote in {where} and the election's topics on "
+                f"{settings.kafka_bootstrap_servers}. Type 'yes' to go on: ")
+    if not sys.stdin.isatty():
+        print("error: --reset needs confirmation; pass --yes when there is no terminal", file=sys.stderr)
+        return False
+    return input(question).strip().lower() == "yes"
+
+
+class Seeder:
+    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+        self.settings = settings
+        self.args = args
+        self.connection = db.connect(settings)
+        self.producer = Producer(kafka_io.producer_config(settings))
+        self.voters_topic = settings.topic(topics.VOTERS)
+        self._source: people.PeopleSource | None = None
+
+    def source(self) -> people.PeopleSource:
+        """The people source, chosen (and announced) the first time someone is needed."""
+        if self._source is None:
+            self._source, why = people.choose_source(self.args.source, self.settings.randomuser_url, self.args.seed)
+            print(f"People come from the {why}.")
+        return self._source
+
+    def reset(self) -> None:
+        db.drop_schema(self.connection)
+        deleted = topics.delete_election_topics(self.settings)
+        print(f"Reset: dropped the tables {', '.join(db.ELECTION_TABLES)} and {len(deleted)} topic(s).")
+
+    def prepare(self) -> None:
+        db.create_schema(self.connection)
+        created = topics.create_election_topics(self.settings)
+        if created:
+            print(f"Created {len(created)} topic(s) with {self.settings.kafka_topic_partitions} partition(s) each.")
+
+    def seed_candidates(self) -> int:
+        existing = db.count_rows(self.connection, "candidates")
+        wanted = self.args.candidates - existing
+        if wanted <= 0:
+            return 0
+        candidates = []
+        for number in range(existing, self.args.candidates):
+            # As the reference does: alternate genders, and parties in turn.
+            gender = "female" if number % 2 == 1 else "male"
+            [person] = self.source().people(1, gender=gender)
+            party = self.args.parties[number % len(self.args.parties)]
+            candidates.append(people.candidate_from_randomuser(person, party))
+        return db.insert_candidates(self.connection, candidates)
+
+    def seed_voters(self) -> int:
+        existing = db.count_rows(self.connection, "voters")
+        wanted = self.args.voters - existing
+        if wanted <= 0:
+            return 0
+        registered = 0
+        voters = (people.voter_from_randomuser(person) for person in self.source().people(wanted))
+        with tqdm(total=wanted, unit="voter", desc="Registering and publishing voters") as bar:
+            for batch in batched(voters, self.args.batch_size):
+                new_voters = db.insert_voters(self.connection, batch)
+                self.publish(new_voters)
+                registered += len(new_voters)
+                bar.update(len(batch))
+        return registered
+
+    def republish(self) -> int:
+        published = 0
+        for batch in batched(db.fetch_voters_without_vote(db.connect(self.settings)), self.args.batch_size):
+            published += self.publish(batch)
+        return published
+
+    def publish(self, voters: list[Voter]) -> int:
+        return kafka_io.produce_all(self.producer, self.voters_topic,
+                                    ((voter.voter_id, voter.to_message(), None) for voter in voters))
+
+    def close(self) -> None:
+        self.producer.flush(30)
+        self.connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    settings = Settings.from_env()
+    try:
+        kafka_io.wait_for_kafka(settings, timeout_s=30)
+        db.wait_for_postgres(settings, timeout_s=30)
+    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.reset and not confirm_reset(settings, args.yes):
+        print("Nothing was reset.", file=sys.stderr)
+        return 1
+
+    seeder = Seeder(settings, args)
+    started = time.monotonic()
+    try:
+        if args.reset:
+            seeder.reset()
+        seeder.prepare()
+        new_candidates = seeder.seed_candidates()
+        new_voters = seeder.seed_voters()
+        republished = seeder.republish() if args.republish else 0
+    except people.SourceUnavailable as error:
+        print(f"error: {error}. Use --source offline or --source auto.", file=sys.stderr)
+        return 1
+    except kafka_io.PublishFailed as error:
+        print(f"error: {error}. Run main.py again with --republish once Kafka is back.", file=sys.stderr)
+        return 1
+    finally:
+        seeder.close()
+
+    connection = db.connect(settings)
+    try:
+        candidates, voters = db.count_rows(connection, "candidates"), db.count_rows(connection, "voters")
+    finally:
+        connection.close()
+    elapsed = time.monotonic() - started
+    print(f"Election ready in {elapsed:.1f}s: {candidates} candidates ({new_candidates} new), "
+          f"{voters} voters ({new_voters} new, published to {seeder.voters_topic})"
+          + (f", {republished} voters re-published" if args.republish else "") + ".")
+    return 0

@@ -1,0 +1,69 @@
+"""The pipeline's Kafka topics: their names, and how ``main.py`` creates them.
+
+- ``voters_topic``: one message per registered voter, keyed by ``voter_id`` (seeding -> voting).
+- ``votes_topic``: one message per vote, keyed by ``voter_id`` (voting -> Spark). A vote may appear twice
+  after a crash or a re-published voter; it is always the same vote, and the counting deduplicates by voter.
+- ``aggregated_*``: the running results, keyed by the group they count, **compacted** so that the latest
+  message per key is the current total and a reader never replays history (Spark -> dashboard).
+- ``dead_letter_topic``: what a stage rejected, with the original key and bytes and headers that say
+  which stage, why, and where it came from (``dlq.*``, the Kafka Connect convention).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+
+from realtime_voting import kafka_io
+from realtime_voting.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+VOTERS = "voters_topic"
+VOTES = "votes_topic"
+DEAD_LETTERS = "dead_letter_topic"
+AGGREGATED = (
+    "aggregated_votes_per_candidate",
+    "aggregated_turnout_by_location",
+    "aggregated_votes_per_party",
+    "aggregated_turnout_by_gender",
+    "aggregated_turnout_by_age_group",
+    "aggregated_votes_per_minute",
+)
+VOTING_GROUP = "voting-group"
+
+COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
+
+
+def all_topics(settings: Settings) -> list[str]:
+    return [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS, *AGGREGATED)]
+
+
+def create_election_topics(settings: Settings) -> list[str]:
+    """Create every topic of the election that does not exist yet; return the names created."""
+    partitions = settings.kafka_topic_partitions
+    created = kafka_io.create_topics(
+        settings, [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS)], partitions=partitions
+    )
+    created += kafka_io.create_topics(
+        settings, [settings.topic(name) for name in AGGREGATED], partitions=partitions, config=COMPACTED
+    )
+    return created
+
+
+def delete_election_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Delete the election's topics and the voting consumer group; return the topic names deleted."""
+    admin: AdminClient = kafka_io.admin_client(settings)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    doomed = [name for name in all_topics(settings) if name in existing]
+    for future in admin.delete_topics(doomed, operation_timeout=timeout_s).values() if doomed else []:
+        future.result()
+    group = settings.topic(VOTING_GROUP)
+    for future in admin.delete_consumer_groups([group], request_timeout=timeout_s).values():
+        try:
+            future.result()
+        except KafkaException as error:  # a group that never existed is the common case
+            logger.debug("consumer group %s not deleted: %s", group, error)
+    return doomed
