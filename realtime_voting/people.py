@@ -61,6 +61,10 @@ class RandomUserSource:
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
 
+    @property
+    def _api(self) -> str:
+        return f"the RandomUser API at {self.url}"
+
     def fetch_batch(self, count: int, gender: str | None = None) -> list[RandomUserResult]:
         params: dict[str, str | int] = {"results": count, "nat": self.nationality}
         if gender:
@@ -69,8 +73,14 @@ class RandomUserSource:
             response = self.session.get(self.url, params=params, timeout=self.timeout_s)
             response.raise_for_status()
             results = response.json()["results"]
+        except requests.ConnectionError as error:
+            raise SourceUnavailable(f"{self._api} cannot be reached") from error
+        except requests.Timeout as error:
+            raise SourceUnavailable(f"{self._api} did not answer within {self.timeout_s:.0f}s") from error
+        except requests.HTTPError as error:
+            raise SourceUnavailable(f"{self._api} answered HTTP {error.response.status_code}") from error
         except (requests.RequestException, ValueError, KeyError, TypeError) as error:
-            raise SourceUnavailable(f"the RandomUser API at {self.url} did not answer usefully: {error}") from error
+            raise SourceUnavailable(f"{self._api} gave no usable answer: {error}") from error
         if not isinstance(results, list) or not results:
             raise SourceUnavailable(f"the RandomUser API at {self.url} returned no results")
         return results

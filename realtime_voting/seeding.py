@@ -85,7 +85,11 @@ class Seeder:
     def source(self) -> people.PeopleSource:
         """The people source, chosen (and announced) the first time someone is needed."""
         if self._source is None:
-            self._source, why = people.choose_source(self.args.source, self.settings.randomuser_url, self.args.seed)
+            # A top-up must not draw the people the first run drew: the offline stream continues from a seed
+            # derived from --seed and the election's size, so runs stay reproducible without repeating anyone.
+            size = db.count_rows(self.connection, "voters") * 7919 + db.count_rows(self.connection, "candidates")
+            seed = self.args.seed if size == 0 else self.args.seed * 1_000_003 + size
+            self._source, why = people.choose_source(self.args.source, self.settings.randomuser_url, seed)
             print(f"People come from the {why}.")
         return self._source
 
@@ -119,20 +123,31 @@ class Seeder:
         wanted = self.args.voters - existing
         if wanted <= 0:
             return 0
-        registered = 0
-        voters = (people.voter_from_randomuser(person) for person in self.source().people(wanted))
+        registered = batches_with_known_people = 0
         with tqdm(total=wanted, unit="voter", desc="Registering and publishing voters") as bar:
-            for batch in batched(voters, self.args.batch_size):
+            while registered < wanted:
+                people_batch = self.source().people(min(self.args.batch_size, wanted - registered))
+                batch = [people.voter_from_randomuser(person) for person in people_batch]
                 new_voters = db.insert_voters(self.connection, batch)
                 self.publish(new_voters)
                 registered += len(new_voters)
-                bar.update(len(batch))
+                bar.update(len(new_voters))
+                # A source may hand out someone already registered; those are skipped and replaced, within reason.
+                batches_with_known_people += len(new_voters) < len(batch)
+                if batches_with_known_people > 10:
+                    logger.warning("the source keeps returning registered people: stopping at %d new voters",
+                                   registered)
+                    break
         return registered
 
     def republish(self) -> int:
         published = 0
-        for batch in batched(db.fetch_voters_without_vote(db.connect(self.settings)), self.args.batch_size):
-            published += self.publish(batch)
+        connection = db.connect(self.settings)  # the server-side cursor holds a transaction of its own
+        try:
+            for batch in batched(db.fetch_voters_without_vote(connection), self.args.batch_size):
+                published += self.publish(batch)
+        finally:
+            connection.close()
         return published
 
     def publish(self, voters: list[Voter]) -> int:

@@ -95,6 +95,30 @@ class Settings:
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
 
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment variables ``from_env`` reads, for starting a child process."""
+        names = {
+            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+            "POSTGRES_HOST": self.postgres_host,
+            "POSTGRES_PORT": str(self.postgres_port),
+            "POSTGRES_DB": self.postgres_db,
+            "POSTGRES_USER": self.postgres_user,
+            "POSTGRES_PASSWORD": self.postgres_password,
+            "POSTGRES_SCHEMA": self.postgres_schema,
+            "SPARK_MASTER": self.spark_master,
+            "KAFKA_TOPIC_PREFIX": self.kafka_topic_prefix,
+            "KAFKA_TOPIC_PARTITIONS": str(self.kafka_topic_partitions),
+            "KAFKA_REPLICATION_FACTOR": str(self.kafka_replication_factor),
+            "RANDOMUSER_URL": self.randomuser_url,
+            "VOTING_WEIGHTS": self.voting_weights,
+            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "LOCAL_STATE_DIR": str(self.state_dir),
+            "JARS_DIR": str(self.jars_dir),
+            "KAFKA_HOME": str(self.kafka_home or ""),
+            "POSTGRES_BIN_DIR": str(self.postgres_bin_dir or ""),
+        }
+        return names
+
     def topic(self, name: str) -> str:
         """The full name of one of the pipeline's topics (see ``realtime_voting.topics``)."""
         return f"{self.kafka_topic_prefix}{name}"

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import psycopg2
+import psycopg2.errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from realtime_voting import db, kafka_io, topics
@@ -123,21 +124,26 @@ class VotingStage:
         self.connection = db.connect(settings)
         self.producer = Producer(kafka_io.producer_config(settings))
         self.consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP)))
-        self.ballot_box = BallotBox(settings, self.connection, self.producer)
+        self.ballot_box: BallotBox  # built once the election's candidates exist
         self.chooser = self._wait_for_candidates()
         self.progress = Progress(started=time.monotonic(), last_report=time.monotonic())
 
     def _wait_for_candidates(self) -> CandidateChooser | None:
+        """Wait (until stopped) for main.py to create the tables and seed candidates, then build the chooser."""
         announced = False
-        while not self.ballot_box.candidates and not self.stop.is_set():
+        while not self.stop.is_set():
+            try:
+                candidates = db.fetch_candidates(self.connection)
+            except psycopg2.errors.UndefinedTable:
+                candidates = []
+            if candidates:
+                self.ballot_box = BallotBox(self.settings, self.connection, self.producer)
+                return CandidateChooser(candidates, self.weights_spec, self.rng)
             if not announced:
                 logger.info("no candidates yet: waiting for `python main.py` to seed the election")
                 announced = True
-            self.stop.wait(2.0)
-            self.ballot_box.reload_candidates()
-        if not self.ballot_box.candidates:
-            return None
-        return CandidateChooser(list(self.ballot_box.candidates.values()), self.weights_spec, self.rng)
+            self.stop.wait(1.0)
+        return None
 
     def run(self, exit_on_idle_s: float | None) -> None:
         if self.chooser is None:
@@ -273,9 +279,6 @@ def main(argv: list[str] | None = None) -> int:
                             args.batch_size, random.Random(args.seed))
     except (kafka_io.KafkaUnavailable, db.PostgresUnavailable, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    except psycopg2.errors.UndefinedTable:
-        print("error: the election's tables do not exist yet: run `python main.py` first", file=sys.stderr)
         return 1
     try:
         stage.run(args.exit_on_idle)

@@ -11,14 +11,18 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 from psycopg2 import sql
 
-from realtime_voting import db
+from realtime_voting import db, kafka_io
 from realtime_voting.local_stack import LocalStack
 from realtime_voting.settings import REPO_ROOT, Settings
 
@@ -83,3 +87,51 @@ def pg_schema(stack_settings: Settings) -> Iterator[str]:
                 cursor.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
         finally:
             connection.close()
+
+
+@pytest.fixture
+def election(stack_settings: Settings, pg_schema: str) -> Settings:
+    """Settings for an election of this test's own: its own topics (by prefix) and its own schema."""
+    return replace(stack_settings, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-", postgres_schema=pg_schema)
+
+
+def run_script(settings: Settings, script: str, *args: str, timeout_s: float = 300,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one of the top-level scripts the way a user does, with ``settings`` in its environment."""
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s,
+        env={**os.environ, **settings.as_environment(), **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Message]:
+    """Every message in ``topic`` now: reads each partition from the start up to its current end."""
+    consumer = Consumer(kafka_io.consumer_config(settings, f"test-reader-{uuid.uuid4().hex[:8]}"))
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {number: consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
+                for number in partitions}
+        consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
+        messages: list[Message] = []
+        positions = {number: 0 for number in partitions}
+        deadline = time.monotonic() + timeout_s
+        while any(positions[number] < ends[number] for number in partitions):
+            assert time.monotonic() < deadline, f"{topic} not read to its end within {timeout_s}s"
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            messages.append(message)
+            positions[message.partition()] = message.offset() + 1
+        return messages
+    finally:
+        consumer.close()
+
+
+def query(settings: Settings, statement: str, params: tuple = ()) -> list[tuple]:
+    connection = db.connect(settings)
+    try:
+        with connection, connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    finally:
+        connection.close()

@@ -39,3 +39,12 @@ def test_a_port_that_is_not_a_number_is_rejected_with_its_name():
 
 def test_the_password_is_kept_out_of_repr():
     assert "s3cret" not in repr(Settings.from_env({"POSTGRES_PASSWORD": "s3cret"}))
+
+
+def test_settings_survive_a_round_trip_through_the_environment():
+    settings = Settings.from_env({"POSTGRES_SCHEMA": "election_2", "KAFKA_TOPIC_PREFIX": "t-", "POSTGRES_PORT": "6000"})
+    assert Settings.from_env(settings.as_environment()) == settings
+
+
+def test_topic_names_carry_the_prefix():
+    assert Settings.from_env({"KAFKA_TOPIC_PREFIX": "poll7-"}).topic("votes_topic") == "poll7-votes_topic"

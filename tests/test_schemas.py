@@ -1,0 +1,48 @@
+import dataclasses
+from datetime import date, datetime, timezone
+
+import pytest
+import simplejson
+
+from realtime_voting.schemas import VOTE_FIELDS, InvalidMessage, Vote, voter_id_of
+
+
+def a_vote(**changes) -> Vote:
+    vote = Vote(voter_id="v-1", candidate_id="c-1", voting_time=datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc),
+                candidate_name="Jennie Nichols", party_affiliation="Savior Party", photo_url="https://x/1.jpg",
+                address_state="Devon", address_country="United Kingdom", gender="female",
+                date_of_birth=date(1990, 5, 1))
+    return dataclasses.replace(vote, **changes)
+
+
+def test_vote_fields_list_every_field_of_the_vote_message_in_order():
+    assert [name for name, _ in VOTE_FIELDS] == [field.name for field in dataclasses.fields(Vote)]
+
+
+def test_a_vote_message_carries_no_contact_details_street_or_picture():
+    message = simplejson.loads(a_vote().to_message())
+    assert not {"email", "phone_number", "cell_number", "address_street", "picture"} & set(message)
+    assert message["voting_time"] == "2026-11-24T12:00:00+00:00"
+    assert message["date_of_birth"] == "1990-05-01"
+    assert message["vote"] == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe", "not valid JSON"),
+        (b"[1, 2]", "not a JSON object but list"),
+        (b'{"voter_name": "Nobody"}', "missing voter_id"),
+        (b'{"voter_id": 42}', "voter_id must be a string, got int"),
+        (b'{"voter_id": "  "}', "voter_id must be 1 to 255 characters"),
+        (None, "empty message"),
+    ],
+)
+def test_a_voter_message_without_a_usable_voter_id_is_rejected_with_a_reason(raw, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        voter_id_of(raw)
+
+
+def test_only_the_voter_id_is_taken_from_a_voter_message():
+    assert voter_id_of(b'{"voter_id": "v-9", "address_state": "Forged"}') == "v-9"

@@ -1,0 +1,204 @@
+"""main.py and voting.py against the real broker and PostgreSQL: every registered voter votes exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+from confluent_kafka import Producer
+
+from realtime_voting import kafka_io, topics
+from realtime_voting.settings import REPO_ROOT, Settings
+from tests.conftest import query, read_topic, run_script
+from tests.test_people import RandomUserReplay
+
+
+def seed(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_script(election, "main.py", "--source", "offline", *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def vote(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    result = run_script(election, "voting.py", "--exit-on-idle", "3", *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def votes_on_topic(election: Settings) -> dict[str, set[str]]:
+    """Each voter on votes_topic -> the candidates their messages name (one, if all is well)."""
+    candidates_of: dict[str, set[str]] = {}
+    for message in read_topic(election, election.topic(topics.VOTES)):
+        body = json.loads(message.value())
+        assert message.key().decode() == body["voter_id"]
+        candidates_of.setdefault(body["voter_id"], set()).add(body["candidate_id"])
+    return candidates_of
+
+
+def assert_every_voter_voted_exactly_once(election: Settings, voters: int) -> None:
+    table = dict(query(election, "SELECT voter_id, candidate_id FROM votes"))
+    assert len(table) == voters
+    assert query(election, "SELECT count(*) FROM voters v LEFT JOIN votes USING (voter_id) "
+                           "WHERE votes.voter_id IS NULL") == [(0,)]
+    on_topic = votes_on_topic(election)
+    assert set(on_topic) == set(table)
+    different = {voter: seen for voter, seen in on_topic.items() if seen != {table[voter]}}
+    assert not different, f"{len(different)} voters have another candidate on votes_topic than in the table"
+    assert Counter(table.values()) == Counter(next(iter(seen)) for seen in on_topic.values())
+
+
+def test_seeding_creates_the_tables_topics_candidates_and_voters(election):
+    result = seed(election, "--voters", "250", "--candidates", "4")
+    assert "offline generator" in result.stdout
+    assert query(election, "SELECT count(*) FROM voters") == [(250,)]
+    parties = query(election, "SELECT party_affiliation, count(*) FROM candidates GROUP BY 1 ORDER BY 1")
+    assert parties == [("Management Party", 2), ("Savior Party", 1), ("Tech Republic Party", 1)]
+    existing = kafka_io.admin_client(election).list_topics(timeout=10).topics
+    assert set(topics.all_topics(election)) <= set(existing)
+    assert len(existing[election.topic(topics.VOTES)].partitions) == election.kafka_topic_partitions
+    published = read_topic(election, election.topic(topics.VOTERS))
+    assert sorted(message.key().decode() for message in published) == sorted(
+        row[0] for row in query(election, "SELECT voter_id FROM voters"))
+
+
+def test_aggregated_topics_are_compacted(election):
+    seed(election, "--voters", "0")
+    admin = kafka_io.admin_client(election)
+    from confluent_kafka.admin import ConfigResource
+
+    resources = [ConfigResource("topic", election.topic(name)) for name in topics.AGGREGATED]
+    for future in admin.describe_configs(resources).values():
+        assert future.result()["cleanup.policy"].value == "compact"
+
+
+def test_seeding_again_duplicates_no_one_and_tops_up(election):
+    seed(election, "--voters", "100")
+    again = seed(election, "--voters", "100")
+    assert "0 new" in again.stdout
+    assert query(election, "SELECT count(*) FROM voters") == [(100,)]
+    assert query(election, "SELECT count(*) FROM candidates") == [(3,)]
+    assert len(read_topic(election, election.topic(topics.VOTERS))) == 100
+    seed(election, "--voters", "130")
+    assert query(election, "SELECT count(*) FROM voters") == [(130,)]
+    assert len(read_topic(election, election.topic(topics.VOTERS))) == 130
+
+
+def test_seeding_from_the_randomuser_api_uses_its_people(election):
+    replay = RandomUserReplay()
+    try:
+        result = run_script(election, "main.py", "--source", "randomuser", "--voters", "5", "--candidates", "2",
+                            env={"RANDOMUSER_URL": replay.url})
+    finally:
+        replay.close()
+    assert result.returncode == 0, result.stderr
+    assert "RandomUser API" in result.stdout
+    names = {row[0] for row in query(election, "SELECT voter_name FROM voters")}
+    assert len(names) == 5 and names <= {f"{p['name']['first']} {p['name']['last']}" for p in _recorded()}
+    assert all(len(request["results"]) == 1 for request in replay.requests)
+
+
+def _recorded() -> list[dict]:
+    from tests.test_people import RECORDED
+
+    return RECORDED["results"]
+
+
+def test_reset_asks_for_confirmation_and_yes_starts_a_fresh_election(election):
+    seed(election, "--voters", "20")
+    vote(election)
+    refused = run_script(election, "main.py", "--reset", "--source", "offline")
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert query(election, "SELECT count(*) FROM votes") == [(20,)]
+    seed(election, "--reset", "--yes", "--voters", "10")
+    assert query(election, "SELECT count(*) FROM votes") == [(0,)]
+    assert query(election, "SELECT count(*) FROM voters") == [(10,)]
+    assert len(read_topic(election, election.topic(topics.VOTERS))) == 10
+
+
+def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(election):
+    seed(election, "--voters", "2000")
+    registered = [row[0] for row in query(election, "SELECT voter_id FROM voters ORDER BY voter_id LIMIT 2")]
+    bad_messages = [
+        (b"bad-1", b"{this is not json"),
+        (b"bad-2", b'["a", "list"]'),
+        (b"bad-3", b'{"voter_name": "No Id"}'),
+        (b"bad-4", b'{"voter_id": 12345}'),
+        (b"bad-5", b'{"voter_id": "never-registered"}'),
+    ]
+    producer = Producer(kafka_io.producer_config(election))
+    for key, value in bad_messages:
+        producer.produce(election.topic(topics.VOTERS), key=key, value=value)
+    for voter_id in registered:  # a voter published twice votes once
+        producer.produce(election.topic(topics.VOTERS), key=voter_id, value=json.dumps({"voter_id": voter_id}))
+    assert producer.flush(10) == 0
+
+    result = vote(election)
+    assert "rejected 5" in result.stderr
+    assert_every_voter_voted_exactly_once(election, 2000)
+
+    dead = read_topic(election, election.topic(topics.DEAD_LETTERS))
+    assert sorted((message.key(), message.value()) for message in dead) == sorted(bad_messages)
+    reasons = {message.key(): dict(message.headers()) for message in dead}
+    assert reasons[b"bad-1"][b"dlq.reason".decode()].startswith(b"not valid JSON")
+    assert reasons[b"bad-4"]["dlq.reason"] == b"voter_id must be a string, got int"
+    assert reasons[b"bad-5"]["dlq.reason"] == b"voter 'never-registered' is not registered"
+    assert reasons[b"bad-5"]["dlq.source.topic"] == election.topic(topics.VOTERS).encode()
+    assert all(headers["dlq.stage"] == b"voting" and int(headers["dlq.source.offset"]) >= 0
+               for headers in reasons.values())
+
+    # Running again changes nothing: every voter has voted.
+    again = vote(election)
+    assert "votes cast 0" in again.stderr
+    assert query(election, "SELECT count(*) FROM votes") == [(2000,)]
+
+
+def test_weights_make_a_candidate_lead(election):
+    seed(election, "--voters", "600")
+    vote(election, "--weights", "Savior Party=8", "--seed", "3")
+    leader = query(election, "SELECT c.party_affiliation FROM votes JOIN candidates c USING (candidate_id) "
+                             "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")
+    assert leader == [("Savior Party",)]
+
+
+def test_several_voting_processes_share_the_work_through_the_consumer_group(election):
+    seed(election, "--voters", "3000")
+    processes = [
+        subprocess.Popen([sys.executable, "voting.py", "--exit-on-idle", "4", "--batch-size", "100"],
+                         cwd=REPO_ROOT, env={**os.environ, **election.as_environment()},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300)[1] for process in processes]
+    assert all(process.returncode == 0 for process in processes), outputs
+    assert_every_voter_voted_exactly_once(election, 3000)
+
+
+def votes_stored(election: Settings) -> int:
+    return query(election, "SELECT count(*) FROM votes")[0][0]
+
+
+def test_vote_counted_once_after_sigkill(election):
+    voters = 5000
+    seed(election, "--voters", str(voters))
+    kills = 0
+    for threshold in (800, 2000, 3500):
+        process = subprocess.Popen(
+            [sys.executable, "voting.py", "--batch-size", "50"], cwd=REPO_ROOT,
+            env={**os.environ, **election.as_environment()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while votes_stored(election) < threshold and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling interval of the condition above, bounded by the deadline
+        assert process.poll() is None, "voting.py exited before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        kills += 1
+    assert kills == 3
+    assert votes_stored(election) < voters, "the kills came too late to test anything"
+    vote(election)
+    assert_every_voter_voted_exactly_once(election, voters)
