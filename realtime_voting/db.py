@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
@@ -22,6 +23,8 @@ from realtime_voting.schemas import Candidate, Voter
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+UndefinedTable = psycopg2.errors.UndefinedTable  # the election's tables do not exist yet
 
 
 class PostgresUnavailable(RuntimeError):

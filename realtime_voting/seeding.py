@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from confluent_kafka import Producer
 from tqdm import tqdm
@@ -27,6 +29,7 @@ from realtime_voting import db, kafka_io, people, topics
 from realtime_voting.cli import configure_logging
 from realtime_voting.schemas import PARTIES, Voter
 from realtime_voting.settings import Settings
+from realtime_voting.topics import checkpoint_root
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +99,12 @@ class Seeder:
     def reset(self) -> None:
         db.drop_schema(self.connection)
         deleted = topics.delete_election_topics(self.settings)
-        print(f"Reset: dropped the tables {', '.join(db.ELECTION_TABLES)} and {len(deleted)} topic(s).")
+        # The counting job's checkpoints describe the deleted topics; a fresh election needs fresh ones.
+        checkpoints = Path(checkpoint_root(self.settings))
+        if checkpoints.is_dir():
+            shutil.rmtree(checkpoints)
+        print(f"Reset: dropped the tables {', '.join(db.ELECTION_TABLES)}, {len(deleted)} topic(s) "
+              f"and the counting job's checkpoints.")
 
     def prepare(self) -> None:
         db.create_schema(self.connection)

@@ -25,6 +25,16 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise ValueError(f"{name}={raw!r} is not a whole number") from None
 
 
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
 def _path(environ: Mapping[str, str], name: str) -> Path | None:
     raw = environ.get(name)
     return Path(raw).resolve() if raw else None
@@ -52,6 +62,12 @@ class Settings:
     randomuser_url: str = "https://randomuser.me/api/"
     # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
     voting_weights: str = ""
+    # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch
+    # runs, how late a vote may be and still count in its minute, and the most votes one micro-batch reads.
+    spark_checkpoint_dir: str = str(REPO_ROOT / ".local" / "checkpoints")
+    spark_trigger_seconds: float = 1.0
+    spark_watermark: str = "10 minutes"
+    spark_max_offsets_per_trigger: int = 200_000
     # The local stack (`make up`): its controller port, its state folder and where Maven put the jars.
     kafka_controller_port: int = 9093
     state_dir: Path = REPO_ROOT / ".local"
@@ -79,6 +95,10 @@ class Settings:
             kafka_topic_partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", cls.kafka_topic_partitions),
             kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor),
             randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
+            spark_checkpoint_dir=env.get("SPARK_CHECKPOINT_DIR") or str(state_dir / "checkpoints"),
+            spark_trigger_seconds=_float(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds),
+            spark_watermark=env.get("SPARK_WATERMARK") or cls.spark_watermark,
+            spark_max_offsets_per_trigger=_int(env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger),
             voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
             kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port),
             state_dir=state_dir,
@@ -110,6 +130,10 @@ class Settings:
             "KAFKA_TOPIC_PARTITIONS": str(self.kafka_topic_partitions),
             "KAFKA_REPLICATION_FACTOR": str(self.kafka_replication_factor),
             "RANDOMUSER_URL": self.randomuser_url,
+            "SPARK_CHECKPOINT_DIR": self.spark_checkpoint_dir,
+            "SPARK_TRIGGER_SECONDS": str(self.spark_trigger_seconds),
+            "SPARK_WATERMARK": self.spark_watermark,
+            "SPARK_MAX_OFFSETS_PER_TRIGGER": str(self.spark_max_offsets_per_trigger),
             "VOTING_WEIGHTS": self.voting_weights,
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "LOCAL_STATE_DIR": str(self.state_dir),

@@ -32,6 +32,32 @@ def kafka_connector_jars(settings: Settings) -> list[Path]:
     return jars
 
 
+# Spark's console spam hidden: warnings and errors only, and none of the start-up notices that do not apply.
+LOG4J2_PROPERTIES = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = stderr
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = %d{HH:mm:ss} %-7p spark %c{1}: %m%n
+logger.hadoop_native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.hadoop_native.level = error
+logger.spark_utils.name = org.apache.spark.util.Utils
+logger.spark_utils.level = error
+logger.kafka.name = org.apache.kafka
+logger.kafka.level = error
+"""
+
+
+def _log4j2_config(settings: Settings) -> Path:
+    path = settings.state_dir / "config" / "spark-log4j2.properties"
+    if not path.exists() or path.read_text() != LOG4J2_PROPERTIES:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(LOG4J2_PROPERTIES)
+    return path
+
+
 def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[str, str] | None = None) -> SparkSession:
     """Create (or return the running) Spark session with the pipeline's configuration, all of it here."""
     conf = {
@@ -42,8 +68,14 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
         "spark.sql.streaming.stateStore.providerClass":
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         "spark.ui.showConsoleProgress": "false",
+        # Adaptive execution does not apply to stateful streaming queries; off, instead of a warning per query.
+        "spark.sql.adaptive.enabled": "false",
         "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log4j2_config(settings)}",
     }
+    if settings.spark_master.startswith("local"):
+        # Everything is on this machine: keep the driver on loopback instead of guessing a network address.
+        conf.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "localhost"})
     conf.update(extra_conf or {})
     builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
     for key, value in conf.items():

@@ -37,6 +37,11 @@ VOTING_GROUP = "voting-group"
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 
 
+def checkpoint_root(settings: Settings) -> str:
+    """Where the counting job keeps the checkpoints of this election's queries (one folder per topic prefix)."""
+    return f"{settings.spark_checkpoint_dir.rstrip('/')}/{settings.kafka_topic_prefix or 'election'}"
+
+
 def all_topics(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS, *AGGREGATED)]
 

@@ -1,0 +1,337 @@
+"""The counting stage (``spark_streaming.py``): Spark Structured Streaming tallies of ``votes_topic``.
+
+Reads ``votes_topic`` with Spark's Kafka connector and keeps the running results in compacted Kafka topics,
+one JSON message per group, keyed by the group, in update mode: the latest message of a key is its total.
+
+- ``aggregated_votes_per_candidate``  candidate_id, candidate_name, party_affiliation, photo_url, total_votes
+- ``aggregated_turnout_by_location``  state, total_votes
+- ``aggregated_votes_per_party``      party_affiliation, total_votes
+- ``aggregated_turnout_by_gender``    gender, total_votes
+- ``aggregated_turnout_by_age_group`` age_group (age at voting time: 18-24, 25-34, ..., 65+), total_votes
+- ``aggregated_votes_per_minute``     candidate_id, candidate_name, party_affiliation, window_start,
+                                      window_end, total_votes (1-minute event-time windows of voting_time)
+
+Every result carries ``computed_at``, the time of the micro-batch that produced it.
+
+Exactly once in the totals. Kafka's sink is at-least-once, so the design makes repeats harmless:
+
+1. Deduplicate by voter. ``votes_topic`` may carry a vote twice (see ``realtime_voting.ballot_box``); each
+   query drops every vote of a voter after the first (``dropDuplicates(["voter_id"])``, without a watermark,
+   so a duplicate is caught however late it comes). That state lives in the checkpoint (RocksDB).
+2. Checkpoints (``SPARK_CHECKPOINT_DIR``) record the offsets of every micro-batch and the state after it.
+   After a crash, even SIGKILL, Spark replays the unfinished batch from the same offsets over the same state,
+   so it computes the same totals; the sink may write them twice, and a compacted topic keyed by the group
+   keeps the latest, which is right either way.
+3. The per-minute windows have a watermark (``SPARK_WATERMARK``, default 10 minutes) so that finished
+   windows leave the state; a vote later than that still counts in every total, only not in its minute.
+
+Bad messages (not JSON, not an object, missing or non-string ``voter_id``/``candidate_id``, a candidate who
+is not standing, a ``voting_time`` that is missing or not a time) are not counted: a third query writes them
+to ``dead_letter_topic`` with their original key and bytes and ``dlq.*`` headers. The job never fails on
+them. Candidates are read from PostgreSQL when the job starts; restart it after adding candidates.
+
+Run it with ``python spark_streaming.py`` (until Ctrl-C or SIGTERM, a micro-batch every
+``SPARK_TRIGGER_SECONDS``) or ``python spark_streaming.py --available-now`` (everything available, then exit).
+On a cluster, set ``SPARK_MASTER`` and a shared ``SPARK_CHECKPOINT_DIR``; nothing else assumes local disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import threading
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F  # noqa: N812 - the conventional name
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.types import StringType, StructField, StructType
+
+from realtime_voting import db, kafka_io, topics
+from realtime_voting.cli import configure_logging, install_stop_event
+from realtime_voting.schemas import Candidate
+from realtime_voting.settings import Settings
+from realtime_voting.spark_session import build_spark_session
+from realtime_voting.topics import checkpoint_root
+
+logger = logging.getLogger(__name__)
+
+STAGE = "counting"
+CANDIDATE_SCHEMA = StructType([StructField(field.name, StringType()) for field in dataclasses.fields(Candidate)])
+AGE_GROUPS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
+RESULT_DIMENSIONS = ("candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender",
+                     "age_group")
+
+
+# --- Transformations: plain functions from DataFrame to DataFrame, the same on a stream and on a batch. ---
+
+def _json_type(document: Column, name: str) -> Column:
+    return F.schema_of_variant(F.try_variant_get(document, f"$.{name}", "variant"))
+
+
+def classify_votes(raw: DataFrame, candidates: DataFrame) -> DataFrame:
+    """Kafka rows -> one row per message: the vote's fields, and ``reason`` (null for a vote that counts).
+
+    ``raw`` has the Kafka source's columns (``key``, ``value``, ``topic``, ``partition``, ``offset``).
+    The candidate's name, party and photo come from ``candidates``, not from the message.
+    """
+    document = F.try_parse_json(F.col("value").cast("string"))
+    parsed = raw.select(
+        "key", "value", "topic", "partition", "offset",
+        document.alias("document"),
+    ).select(
+        "*",
+        F.schema_of_variant("document").alias("document_type"),
+        _json_type(F.col("document"), "voter_id").alias("voter_id_type"),
+        _json_type(F.col("document"), "candidate_id").alias("candidate_id_type"),
+        F.try_variant_get("document", "$.voter_id", "string").alias("voter_id"),
+        F.try_variant_get("document", "$.candidate_id", "string").alias("message_candidate_id"),
+        F.try_variant_get("document", "$.voting_time", "string").alias("voting_time_text"),
+        F.try_variant_get("document", "$.address_state", "string").alias("state"),
+        F.try_variant_get("document", "$.gender", "string").alias("gender"),
+        F.try_variant_get("document", "$.date_of_birth", "date").alias("date_of_birth"),
+    ).withColumn("voting_time", F.try_to_timestamp("voting_time_text"))
+
+    standing = F.broadcast(candidates.select(
+        F.col("candidate_id"), "candidate_name", "party_affiliation", "photo_url"))
+    joined = parsed.join(standing, parsed.message_candidate_id == standing.candidate_id, "left")
+
+    def id_problem(name: str) -> Column:
+        json_type = F.col(f"{name}_type")
+        return (F.when(json_type.isNull() | (json_type == "VOID"), F.lit(f"missing {name}"))
+                .when(json_type != "STRING", F.concat(F.lit(f"{name} must be a string, got "), F.lower(json_type))))
+
+    reason = (
+        F.when(F.col("document").isNull(), F.lit("not valid JSON"))
+        .when(~F.col("document_type").startswith("OBJECT"), F.lit("not a JSON object"))
+        .otherwise(F.coalesce(
+            id_problem("voter_id"),
+            id_problem("candidate_id"),
+            F.when(F.col("voting_time_text").isNull(), F.lit("missing voting_time")),
+            F.when(F.col("voting_time").isNull(),
+                   F.concat(F.lit("voting_time is not a time: "), F.col("voting_time_text"))),
+            F.when(F.col("candidate_name").isNull(),
+                   F.concat(F.lit("unknown candidate "), F.col("message_candidate_id"))),
+        ))
+    )
+    return joined.select(
+        "key", "value", "topic", "partition", "offset", reason.alias("reason"),
+        "voter_id", F.col("message_candidate_id").alias("candidate_id"), "candidate_name", "party_affiliation",
+        "photo_url", "voting_time", F.coalesce("state", F.lit("unknown")).alias("state"),
+        F.coalesce("gender", F.lit("unknown")).alias("gender"), "date_of_birth",
+    )
+
+
+def counted_votes(classified: DataFrame) -> DataFrame:
+    return classified.where(F.col("reason").isNull()).drop("key", "value", "topic", "partition", "offset", "reason")
+
+
+def age_group(date_of_birth: Column, at: Column) -> Column:
+    """The voter's age bracket at ``at`` ("18-24" ... "65+"), "under 18", or "unknown" without a birth date."""
+    # Whole years, with the birthday itself counting (so 29 February birthdays are not off by one).
+    day = F.to_date(at)
+    birthday_not_reached = (F.month(day) * 100 + F.dayofmonth(day)) < (
+        F.month(date_of_birth) * 100 + F.dayofmonth(date_of_birth))
+    age = F.year(day) - F.year(date_of_birth) - birthday_not_reached.cast("int")
+    bracket = F.when(age.isNull(), F.lit("unknown")).when(age < 18, F.lit("under 18"))
+    for low, high in AGE_GROUPS:
+        bracket = bracket.when(age <= high, F.lit(f"{low}-{high}"))
+    return bracket.otherwise(F.lit("65+"))
+
+
+def _result(topic: str, key: Column, **dimensions: Column) -> Column:
+    """One result row: the topic it goes to, its key, and its group's fields (the others stay null)."""
+    fields = [dimensions.get(name, F.lit(None).cast("string")).alias(name) for name in RESULT_DIMENSIONS]
+    return F.struct(F.lit(topic).alias("topic"), key.cast("string").alias("key"), F.struct(*fields).alias("group"))
+
+
+def _as_kafka_records(grouped: DataFrame, *extra: Column) -> DataFrame:
+    """(topic, key, group, total_votes) -> the Kafka sink's (topic, key, value); null fields are left out."""
+    value = F.to_json(F.struct("group.*", *extra, F.col("total_votes"), F.current_timestamp().alias("computed_at")))
+    return grouped.select("topic", "key", value.alias("value"))
+
+
+def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
+    """Counted votes -> every running total except the per-minute one, as Kafka records for their topics.
+
+    One deduplication and one aggregation serve all five results: each vote becomes one row per result,
+    tagged with its topic, and a single ``groupBy(topic, key)`` counts them.
+    """
+    topic = settings.topic
+    per_result = F.explode(F.array(
+        _result(topic("aggregated_votes_per_candidate"), F.col("candidate_id"),
+                candidate_id=F.col("candidate_id"), candidate_name=F.col("candidate_name"),
+                party_affiliation=F.col("party_affiliation"), photo_url=F.col("photo_url")),
+        _result(topic("aggregated_turnout_by_location"), F.col("state"), state=F.col("state")),
+        _result(topic("aggregated_votes_per_party"), F.col("party_affiliation"),
+                party_affiliation=F.col("party_affiliation")),
+        _result(topic("aggregated_turnout_by_gender"), F.col("gender"), gender=F.col("gender")),
+        _result(topic("aggregated_turnout_by_age_group"), F.col("age_group"), age_group=F.col("age_group")),
+    ))
+    results = (
+        votes.dropDuplicates(["voter_id"])
+        .withColumn("age_group", age_group(F.col("date_of_birth"), F.col("voting_time")))
+        .select(per_result.alias("result"))
+        .select("result.*")
+    )
+    grouped = results.groupBy("topic", "key", "group").agg(F.count(F.lit(1)).alias("total_votes"))
+    return _as_kafka_records(grouped)
+
+
+def votes_per_minute(votes: DataFrame, settings: Settings, watermark: str) -> DataFrame:
+    """Counted votes -> votes per candidate per 1-minute window of ``voting_time``, as Kafka records."""
+    windowed = (
+        votes.withWatermark("voting_time", watermark)
+        .dropDuplicates(["voter_id"])
+        .groupBy(F.window("voting_time", "1 minute"), "candidate_id", "candidate_name", "party_affiliation")
+        .agg(F.count(F.lit(1)).alias("total_votes"))
+    )
+    return windowed.select(
+        F.lit(settings.topic("aggregated_votes_per_minute")).alias("topic"),
+        F.concat_ws("|", "candidate_id", F.date_format("window.start", "yyyy-MM-dd'T'HH:mm'Z'")).alias("key"),
+        F.struct("candidate_id", "candidate_name", "party_affiliation").alias("group"),
+        F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), "total_votes",
+    ).transform(lambda frame: _as_kafka_records(frame, F.col("window_start"), F.col("window_end")))
+
+
+def dead_letters(classified: DataFrame, settings: Settings) -> DataFrame:
+    """Rejected messages -> Kafka records for ``dead_letter_topic``: original key and bytes, ``dlq.*`` headers."""
+    header = lambda name, text: F.struct(F.lit(name).alias("key"), text.cast("binary").alias("value"))  # noqa: E731
+    return classified.where(F.col("reason").isNotNull()).select(
+        F.lit(settings.topic(topics.DEAD_LETTERS)).alias("topic"),
+        "key",
+        F.coalesce("value", F.lit(b"")).alias("value"),
+        F.array(
+            header("dlq.stage", F.lit(STAGE)),
+            header("dlq.reason", F.col("reason")),
+            header("dlq.source.topic", F.col("topic")),
+            header("dlq.source.partition", F.col("partition").cast("string")),
+            header("dlq.source.offset", F.col("offset").cast("string")),
+        ).alias("headers"),
+    )
+
+
+# --- The job: sources, sinks, progress, and running until told to stop. ---
+
+class ProgressLog(StreamingQueryListener):
+    """One line per micro-batch: query, batch id, input rows, rows/s, latency."""
+
+    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
+        logger.info("query %s started (id %s)", event.name, event.id)
+
+    def onQueryProgress(self, event) -> None:  # noqa: N802
+        progress = event.progress
+        if progress.numInputRows:
+            logger.info("%s batch %d: %d rows, %.0f rows/s, %d ms", progress.name, progress.batchId,
+                        progress.numInputRows, progress.processedRowsPerSecond,
+                        progress.durationMs.get("triggerExecution", 0))
+
+    def onQueryIdle(self, event) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event) -> None:  # noqa: N802
+        if event.exception:
+            logger.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+
+
+def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
+    return (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .option("subscribe", settings.topic(topics.VOTES))
+        .option("startingOffsets", "earliest")
+        # Only votes of committed transactions (Spark's source reads uncommitted ones by default).
+        .option("kafka.isolation.level", "read_committed")
+        # Bounded micro-batches: a large backlog is counted in steps instead of one huge first batch.
+        .option("maxOffsetsPerTrigger", settings.spark_max_offsets_per_trigger)
+        .load()
+    )
+
+
+def load_candidates(spark: SparkSession, settings: Settings, stop: threading.Event) -> DataFrame | None:
+    connection = db.connect(settings)
+    try:
+        announced = False
+        while not stop.is_set():
+            try:
+                candidates = db.fetch_candidates(connection)
+            except db.UndefinedTable:
+                candidates = []
+            if candidates:
+                logger.info("counting votes for %d candidates", len(candidates))
+                return spark.createDataFrame([dataclasses.astuple(c) for c in candidates], CANDIDATE_SCHEMA)
+            if not announced:
+                logger.info("no candidates yet: waiting for `python main.py` to seed the election")
+                announced = True
+            stop.wait(1.0)
+        return None
+    finally:
+        connection.close()
+
+
+def start_queries(spark: SparkSession, settings: Settings, candidates: DataFrame, available_now: bool,
+                  trigger_seconds: float) -> list[StreamingQuery]:
+    classified = classify_votes(read_votes(spark, settings), candidates)
+    votes = counted_votes(classified)
+    checkpoints = checkpoint_root(settings)
+    outputs = {
+        "tallies": (tallies(votes, settings), "update"),
+        "votes_per_minute": (votes_per_minute(votes, settings, settings.spark_watermark), "update"),
+        "dead_letters": (dead_letters(classified, settings), "append"),
+    }
+    queries = []
+    for name, (frame, mode) in outputs.items():
+        writer = (
+            frame.writeStream.format("kafka")
+            .queryName(f"{settings.kafka_topic_prefix}{name}")
+            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+            .option("checkpointLocation", f"{checkpoints}/{name}")
+            .outputMode(mode)
+        )
+        writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
+            processingTime=f"{trigger_seconds} seconds")
+        queries.append(writer.start())
+    return queries
+
+
+def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> int:
+    spark = build_spark_session(settings, "realtime-voting-counting")
+    spark.streams.addListener(ProgressLog())
+    try:
+        candidates = load_candidates(spark, settings, stop)
+        if candidates is None:
+            return 0
+        queries = start_queries(spark, settings, candidates, available_now, settings.spark_trigger_seconds)
+        logger.info("counting %s into the aggregated_* topics (checkpoints in %s)%s",
+                    settings.topic(topics.VOTES), checkpoint_root(settings),
+                    ": everything available, then exit" if available_now else "; Ctrl-C stops")
+        # Any query failing stops the job loudly; Ctrl-C/SIGTERM stops it between micro-batches.
+        while not stop.is_set() and any(query.isActive for query in queries):
+            spark.streams.awaitAnyTermination(1.0)
+            failed = [query for query in queries if query.exception() is not None]
+            if failed:
+                raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
+            spark.streams.resetTerminated()
+        return 0
+    finally:
+        for query in spark.streams.active:
+            query.stop()
+        spark.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spark_streaming.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--available-now", action="store_true",
+                        help="count everything available on votes_topic, then exit (for scripts and tests)")
+    args = parser.parse_args(argv)
+    configure_logging()
+    settings = Settings.from_env()
+    stop = install_stop_event()
+    try:
+        kafka_io.wait_for_kafka(settings, timeout_s=30)
+        db.wait_for_postgres(settings, timeout_s=30)
+    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return run(settings, available_now=args.available_now, stop=stop)

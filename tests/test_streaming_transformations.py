@@ -1,0 +1,132 @@
+"""The counting job's transformations on small batch DataFrames (no Kafka): validation, dedup, tallies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from realtime_voting.schemas import Candidate
+from realtime_voting.settings import Settings
+from realtime_voting.spark_session import build_spark_session
+from realtime_voting.streaming import (
+    CANDIDATE_SCHEMA,
+    classify_votes,
+    counted_votes,
+    dead_letters,
+    tallies,
+    votes_per_minute,
+)
+
+SETTINGS = replace(Settings.from_env({}), kafka_topic_prefix="t-")
+CANDIDATES = [
+    Candidate("c-1", "Jennie Nichols", "Management Party", "", "", "https://x/1.jpg"),
+    Candidate("c-2", "Harry Pearson", "Savior Party", "", "", "https://x/2.jpg"),
+]
+
+
+@pytest.fixture(scope="module")
+def spark():
+    return build_spark_session(Settings.from_env({}), "test-transformations")
+
+
+def vote(voter_id="v-1", candidate_id="c-1", voting_time="2026-11-24T12:00:30.5+00:00", **extra) -> bytes:
+    body = {"voter_id": voter_id, "candidate_id": candidate_id, "voting_time": voting_time,
+            "address_state": "Devon", "gender": "female", "date_of_birth": "1990-06-01",
+            # What the message says about the candidate is ignored: the candidates table is the reference.
+            "candidate_name": "Forged Name", "party_affiliation": "Forged Party", **extra}
+    return json.dumps(body).encode()
+
+
+def classify(spark, values: list[bytes | None]):
+    raw = spark.createDataFrame(
+        [(f"k{number}".encode(), value, "votes_topic", 0, number) for number, value in enumerate(values)],
+        "key binary, value binary, topic string, partition int, offset long",
+    )
+    candidates = spark.createDataFrame([tuple(vars(c).values()) for c in CANDIDATES], CANDIDATE_SCHEMA)
+    return classify_votes(raw, candidates)
+
+
+def results(frame) -> dict[tuple[str, str], dict]:
+    return {(row.topic, row.key): json.loads(row.value) for row in frame.collect()}
+
+
+BAD_VOTES = [
+    (b"{not json", "not valid JSON"),
+    (None, "not valid JSON"),
+    (b"[1, 2]", "not a JSON object"),
+    (b'{"candidate_id": "c-1", "voting_time": "2026-11-24T12:00:00Z"}', "missing voter_id"),
+    (vote(voter_id=None), "missing voter_id"),
+    (vote(voter_id=42), "voter_id must be a string, got bigint"),
+    (vote(candidate_id=None), "missing candidate_id"),
+    (vote(candidate_id=["c-1"]), "candidate_id must be a string, got array<string>"),
+    (vote(candidate_id="c-404"), "unknown candidate c-404"),
+    (vote(voting_time=None), "missing voting_time"),
+    (vote(voting_time="yesterday-ish"), "voting_time is not a time: yesterday-ish"),
+]
+
+
+def test_bad_votes_are_not_counted_and_each_says_why(spark):
+    classified = classify(spark, [value for value, _ in BAD_VOTES] + [vote()])
+    reasons = {row.offset: row.reason for row in classified.collect()}
+    assert reasons == {**{offset: reason for offset, (_, reason) in enumerate(BAD_VOTES)}, len(BAD_VOTES): None}
+    assert [row.voter_id for row in counted_votes(classified).collect()] == ["v-1"]
+
+
+def test_a_valid_vote_takes_the_candidate_from_the_candidates_table(spark):
+    [row] = counted_votes(classify(spark, [vote()])).collect()
+    assert (row.voter_id, row.candidate_id, row.candidate_name, row.party_affiliation) == (
+        "v-1", "c-1", "Jennie Nichols", "Management Party")
+    assert row.voting_time.isoformat() == "2026-11-24T12:00:30.500000"
+
+
+def test_dead_letters_keep_the_original_bytes_and_carry_the_reason(spark):
+    [row] = dead_letters(classify(spark, [b"{not json"]), SETTINGS).collect()
+    assert (row.topic, row.key, bytes(row.value)) == ("t-dead_letter_topic", b"k0", b"{not json")
+    headers = {header.key: bytes(header.value) for header in row.headers}
+    assert headers["dlq.reason"] == b"not valid JSON" and headers["dlq.stage"] == b"counting"
+    assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (b"votes_topic", b"0")
+
+
+def test_tallies_count_each_voter_once_in_every_result(spark):
+    values = [
+        vote("v-1", "c-1"), vote("v-1", "c-1"),  # the same vote twice: counted once
+        vote("v-4", "c-1", date_of_birth="2000-02-29", voting_time="2026-02-28T12:00:00Z"),  # 25, not 26
+        vote("v-2", "c-2", gender="male", address_state="Kent", date_of_birth="1950-01-01"),
+        vote("v-3", "c-2", date_of_birth="2008-11-25"),  # 17 at voting time
+        b"{broken",
+    ]
+    totals = results(tallies(counted_votes(classify(spark, values)), SETTINGS))
+    assert totals[("t-aggregated_votes_per_candidate", "c-2")] | {"computed_at": None} == {
+        "candidate_id": "c-2", "candidate_name": "Harry Pearson", "party_affiliation": "Savior Party",
+        "photo_url": "https://x/2.jpg", "total_votes": 2, "computed_at": None}
+    assert totals[("t-aggregated_votes_per_candidate", "c-1")]["total_votes"] == 2
+    assert totals[("t-aggregated_votes_per_party", "Management Party")]["total_votes"] == 2
+    assert totals[("t-aggregated_turnout_by_location", "Devon")] | {"computed_at": None} == {
+        "state": "Devon", "total_votes": 3, "computed_at": None}
+    assert totals[("t-aggregated_turnout_by_location", "Kent")]["total_votes"] == 1
+    assert totals[("t-aggregated_turnout_by_gender", "female")]["total_votes"] == 3
+    assert totals[("t-aggregated_turnout_by_age_group", "25-34")]["total_votes"] == 1
+    assert totals[("t-aggregated_turnout_by_age_group", "65+")]["total_votes"] == 1
+    assert totals[("t-aggregated_turnout_by_age_group", "35-44")]["total_votes"] == 1
+    assert totals[("t-aggregated_turnout_by_age_group", "under 18")]["total_votes"] == 1
+    assert sum(value["total_votes"] for (topic, _), value in totals.items()
+               if topic == "t-aggregated_votes_per_candidate") == 4
+
+
+def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
+    values = [vote("v-1", "c-1", "2026-11-24T12:00:59Z"), vote("v-1", "c-1", "2026-11-24T12:00:59Z"),
+              vote("v-2", "c-1", "2026-11-24T12:01:00Z"), vote("v-3", "c-2", "2026-11-24T12:00:01Z")]
+    minutes = results(votes_per_minute(counted_votes(classify(spark, values)), SETTINGS, "10 minutes"))
+    first = minutes[("t-aggregated_votes_per_minute", "c-1|2026-11-24T12:00Z")]
+    assert (first["total_votes"], first["window_start"], first["window_end"]) == (
+        1, "2026-11-24T12:00:00.000Z", "2026-11-24T12:01:00.000Z")
+    assert minutes[("t-aggregated_votes_per_minute", "c-1|2026-11-24T12:01Z")]["total_votes"] == 1
+    assert minutes[("t-aggregated_votes_per_minute", "c-2|2026-11-24T12:00Z")]["candidate_name"] == "Harry Pearson"
+    assert len(minutes) == 3
+
+
+def test_every_result_says_when_it_was_computed(spark):
+    totals = results(tallies(counted_votes(classify(spark, [vote()])), SETTINGS))
+    assert all(value["computed_at"].endswith("Z") for value in totals.values())
