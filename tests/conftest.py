@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from psycopg2 import sql
 
 from realtime_voting import db, kafka_io
@@ -104,17 +104,29 @@ def run_script(settings: Settings, script: str, *args: str, timeout_s: float = 3
     )
 
 
+NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                 KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
 def read_topic(settings: Settings, topic: str, timeout_s: float = 60.0) -> list[Message]:
     """Every message in ``topic`` now: reads each partition from the start up to its current end."""
     consumer = Consumer(kafka_io.consumer_config(settings, f"test-reader-{uuid.uuid4().hex[:8]}"))
+    deadline = time.monotonic() + timeout_s
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {number: consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
-                for number in partitions}
+        while True:  # a topic created a moment ago may not have its partition leaders yet
+            try:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                ends = {number: consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
+                        for number in partitions}
+                break
+            except KafkaException as error:
+                transient = error.args[0].retriable() or error.args[0].code() in NOT_READY_YET
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # retry interval, bounded by the deadline
         consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in partitions])
         messages: list[Message] = []
         positions = {number: 0 for number in partitions}
-        deadline = time.monotonic() + timeout_s
         while any(positions[number] < ends[number] for number in partitions):
             assert time.monotonic() < deadline, f"{topic} not read to its end within {timeout_s}s"
             message = consumer.poll(0.5)
