@@ -62,7 +62,8 @@ def start(stage: Stage, logs_dir: Path) -> subprocess.Popen[bytes]:
 def stop(name: str, process: subprocess.Popen[bytes]) -> None:
     if process.poll() is not None:
         return
-    os.killpg(process.pid, signal.SIGTERM)
+    # SIGTERM to the stage itself, not its process group: the stage stops its own children (Spark's JVM) in order.
+    os.kill(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=STOP_TIMEOUT_S)
     except subprocess.TimeoutExpired:

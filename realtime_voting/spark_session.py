@@ -45,6 +45,10 @@ logger.hadoop_native.name = org.apache.hadoop.util.NativeCodeLoader
 logger.hadoop_native.level = error
 logger.spark_utils.name = org.apache.spark.util.Utils
 logger.spark_utils.level = error
+logger.falling_behind.name = org.apache.spark.sql.execution.streaming.runtime.ProcessingTimeExecutor
+logger.falling_behind.level = error
+logger.cancel_on_stop.name = org.apache.spark.scheduler.DAGScheduler
+logger.cancel_on_stop.level = error
 logger.kafka.name = org.apache.kafka
 logger.kafka.level = error
 """

@@ -43,6 +43,7 @@ import logging
 import sys
 import threading
 
+from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
@@ -315,8 +316,11 @@ def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> in
             spark.streams.resetTerminated()
         return 0
     finally:
-        for query in spark.streams.active:
-            query.stop()
+        try:
+            for query in spark.streams.active:
+                query.stop()  # ends the micro-batch in hand; the checkpoint makes the next start resume after it
+        except Py4JError as error:  # the JVM went first (it was signalled too): nothing left to stop
+            logger.warning("Spark had already stopped: %s", str(error).splitlines()[0])
         spark.stop()
 
 
