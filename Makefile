@@ -9,7 +9,7 @@ TEST_STATE := $(STATE)/test-stack
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup up down status demo test lint clean
+.PHONY: help setup browser up down status demo test lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -30,7 +30,15 @@ $(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
 	@mvn --quiet --batch-mode -f jvm/pom.xml dependency:copy-dependencies
 	@touch $@
 
-setup: $(VENV)/.installed $(JARS)/.resolved ## Install everything once: the .venv and the Maven-resolved jars
+# Debian's chromium, for the dashboard's browser test; installed when missing and we may (root with apt-get).
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Debian's chromium for the browser test (apt-get)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "note: no Chromium here and no root to install it: the browser test will be skipped"; fi
+
+setup: $(VENV)/.installed $(JARS)/.resolved browser ## Install everything once: the .venv, the jars, Chromium
 
 up: setup ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
 	@$(PY) -m realtime_voting.local_stack up

@@ -1,9 +1,5 @@
-"""The live election dashboard.
+"""The live election dashboard: `streamlit run streamlit_app.py`. See realtime_voting/dashboard.py."""
 
-Not built yet: see issue #5. The logic will live in realtime_voting/dashboard.py; this script stays a thin entry point.
-"""
+from realtime_voting.dashboard import render
 
-import sys
-
-if __name__ == "__main__":
-    sys.exit("streamlit_app.py is not built yet (issue #5)")
+render()

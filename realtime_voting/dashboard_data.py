@@ -1,0 +1,220 @@
+"""The dashboard's data, with no Streamlit in it: the current results and the register's counts.
+
+- ``ResultsReader`` keeps the latest value of every key of the compacted ``aggregated_*`` topics. It reads
+  each topic once from the beginning and then only what is new, in one background thread, so one reader per
+  server process serves every browser session (the page caches it with ``st.cache_resource``). It is
+  thread-safe: ``snapshot()`` returns a copy.
+- ``fetch_register`` counts voters, candidates and votes cast in PostgreSQL.
+- The rest are pure functions from results to the tables and figures the page shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+import psycopg2
+import simplejson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from realtime_voting import db, topics
+from realtime_voting.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+METADATA_EVERY_S = 3.0  # how often the reader looks for result topics (and partitions) that appeared
+
+
+@dataclass(frozen=True)
+class Register:
+    """What PostgreSQL says: who may vote, who stands, how many voted."""
+
+    voters: int
+    candidates: int
+    votes_cast: int
+    latest_vote_at: datetime | None
+
+    @property
+    def turnout(self) -> float | None:
+        return self.votes_cast / self.voters if self.voters else None
+
+
+def fetch_register(settings: Settings) -> Register:
+    """Count the register; raises ``db.PostgresUnavailable`` (with a message saying where) when unreachable."""
+    try:
+        connection = db.connect(settings, connect_timeout=3)
+    except psycopg2.OperationalError as error:
+        raise db.PostgresUnavailable(
+            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} (POSTGRES_HOST/POSTGRES_PORT) "
+            f"is not reachable: {str(error).strip().splitlines()[0]}"
+        ) from error
+    try:
+        with connection, connection.cursor() as cursor:
+            try:
+                cursor.execute("SELECT (SELECT count(*) FROM voters), (SELECT count(*) FROM candidates), "
+                               "(SELECT count(*) FROM votes), (SELECT max(voting_time) FROM votes)")
+            except db.UndefinedTable:
+                return Register(0, 0, 0, None)
+            return Register(*cursor.fetchone())
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class Results:
+    """The latest value of every key of each result topic, by the topic's base name."""
+
+    by_topic: dict[str, dict[str, dict]] = field(default_factory=dict)
+    kafka_error: str | None = None
+
+    def rows(self, topic: str) -> list[dict]:
+        return list(self.by_topic.get(topic, {}).values())
+
+    @property
+    def newest_computed_at(self) -> datetime | None:
+        times = [row["computed_at"] for rows in self.by_topic.values() for row in rows.values()
+                 if "computed_at" in row]
+        return max((parse_time(value) for value in times), default=None)
+
+    @property
+    def votes_counted(self) -> int:
+        return sum(row["total_votes"] for row in self.rows("aggregated_votes_per_candidate"))
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+class ResultsReader:
+    """One consumer, assigned every partition of the result topics from the start, folding messages into the
+    latest value per key. Starts its thread at once; ``close()`` stops it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._topics = {settings.topic(name): name for name in topics.AGGREGATED}
+        self._latest: dict[str, dict[str, dict]] = {name: {} for name in topics.AGGREGATED}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._kafka_error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="results-reader", daemon=True)
+        self._thread.start()
+
+    def snapshot(self) -> Results:
+        with self._lock:
+            return Results({name: dict(rows) for name, rows in self._latest.items()}, self._kafka_error)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            self._kafka_error = (f"Kafka at {self.settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) "
+                                 "is not reachable")
+
+    def _run(self) -> None:
+        consumer = Consumer({
+            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
+            # A group of its own that never commits: every reader starts from the beginning of each topic.
+            "group.id": f"dashboard-{uuid.uuid4().hex[:12]}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+            "error_cb": self._on_error,
+            # The page says when Kafka is unreachable; librdkafka need not repeat it on the console.
+            "log_level": 0,
+        })
+        assigned: set[tuple[str, int]] = set()
+        next_metadata_at = 0.0
+        try:
+            while not self._stop.is_set():
+                if time.monotonic() >= next_metadata_at:
+                    next_metadata_at = time.monotonic() + METADATA_EVERY_S
+                    self._assign_new_partitions(consumer, assigned)
+                for message in consumer.consume(num_messages=1000, timeout=0.5):
+                    if message.error() is None:
+                        self._fold(message.topic(), message.key(), message.value())
+        finally:
+            consumer.close()
+
+    def _assign_new_partitions(self, consumer: Consumer, assigned: set[tuple[str, int]]) -> None:
+        try:
+            metadata = consumer.list_topics(timeout=2)
+        except KafkaException as error:
+            self._kafka_error = (f"Kafka at {self.settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) "
+                                 f"is not reachable: {error.args[0].str()}")
+            return
+        self._kafka_error = None
+        new = [TopicPartition(topic, partition, OFFSET_BEGINNING)
+               for topic in self._topics if topic in metadata.topics
+               for partition in metadata.topics[topic].partitions if (topic, partition) not in assigned]
+        if new:
+            consumer.incremental_assign(new)
+            assigned.update((partition.topic, partition.partition) for partition in new)
+
+    def _fold(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        if key is None or value is None:
+            return
+        try:
+            result = simplejson.loads(value)
+        except ValueError:
+            logger.warning("skipping a result on %s that is not JSON", topic)
+            return
+        with self._lock:
+            self._latest[self._topics[topic]][key.decode()] = result
+
+
+# --- Pure functions: results -> what the page shows. ---
+
+def candidate_table(results: Results) -> pd.DataFrame:
+    """One row per candidate: name, party, votes and share of the votes counted, most votes first."""
+    rows = results.rows("aggregated_votes_per_candidate")
+    frame = pd.DataFrame(rows, columns=["candidate_id", "candidate_name", "party_affiliation", "photo_url",
+                                        "total_votes"])
+    total = frame["total_votes"].sum()
+    frame["share"] = frame["total_votes"] / total if total else 0.0
+    return frame.sort_values(["total_votes", "candidate_name"], ascending=[False, True]).reset_index(drop=True)
+
+
+def leaders(table: pd.DataFrame) -> pd.DataFrame:
+    """The candidates with the most votes: one row normally, several in a tie, none before any vote."""
+    if table.empty or table["total_votes"].max() == 0:
+        return table.iloc[0:0]
+    return table[table["total_votes"] == table["total_votes"].max()]
+
+
+def tally_table(results: Results, topic: str, group: str) -> pd.DataFrame:
+    """A result topic as (group, total_votes, share), most votes first."""
+    frame = pd.DataFrame(results.rows(topic), columns=[group, "total_votes"])
+    total = frame["total_votes"].sum()
+    frame["share"] = frame["total_votes"] / total if total else 0.0
+    return frame.sort_values(["total_votes", group], ascending=[False, True]).reset_index(drop=True)
+
+
+def votes_over_time(results: Results) -> pd.DataFrame:
+    """Cumulative votes per candidate at the end of each minute, for the race chart."""
+    frame = pd.DataFrame(results.rows("aggregated_votes_per_minute"),
+                         columns=["candidate_name", "window_end", "total_votes"])
+    if frame.empty:
+        return frame
+    frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True)
+    frame = frame.sort_values("window_end")
+    frame["votes_so_far"] = frame.groupby("candidate_name")["total_votes"].cumsum()
+    return frame
+
+
+def page_of(frame: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:
+    """Rows of one page (1-based), clamped to the pages there are."""
+    pages = max(1, -(-len(frame) // page_size))
+    page = min(max(page, 1), pages)
+    return frame.iloc[(page - 1) * page_size: page * page_size]
+
+
+def seconds_since(moment: datetime | None, now: datetime | None = None) -> float | None:
+    if moment is None:
+        return None
+    return ((now or datetime.now(timezone.utc)) - moment).total_seconds()

@@ -1,0 +1,58 @@
+"""The dashboard's pure functions, on hand-made results."""
+
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from realtime_voting import dashboard_data as data
+
+
+def results_with(candidates: list[tuple[str, str, int]], minutes: list[tuple[str, str, int]] = ()) -> data.Results:
+    per_candidate = {cid: {"candidate_id": cid, "candidate_name": name, "party_affiliation": f"{name} Party",
+                           "photo_url": "", "total_votes": votes, "computed_at": "2026-11-24T12:00:05.000Z"}
+                     for cid, name, votes in candidates}
+    per_minute = {f"{name}|{end}": {"candidate_name": name, "window_end": end, "total_votes": votes,
+                                    "computed_at": "2026-11-24T12:00:09.000Z"} for name, end, votes in minutes}
+    return data.Results({"aggregated_votes_per_candidate": per_candidate, "aggregated_votes_per_minute": per_minute})
+
+
+def test_the_candidate_table_is_sorted_by_votes_with_shares():
+    table = data.candidate_table(results_with([("a", "Ann", 10), ("b", "Bob", 30)]))
+    assert list(table["candidate_name"]) == ["Bob", "Ann"]
+    assert list(table["share"]) == [0.75, 0.25]
+
+
+def test_one_leader_normally_several_in_a_tie_none_before_votes():
+    assert list(data.leaders(data.candidate_table(results_with([("a", "Ann", 10), ("b", "Bob", 30)])))
+                ["candidate_name"]) == ["Bob"]
+    tie = data.leaders(data.candidate_table(results_with([("a", "Ann", 7), ("b", "Bob", 7), ("c", "Cy", 1)])))
+    assert sorted(tie["candidate_name"]) == ["Ann", "Bob"]
+    assert data.leaders(data.candidate_table(results_with([]))).empty
+    assert data.leaders(data.candidate_table(results_with([("a", "Ann", 0)]))).empty
+
+
+def test_the_newest_result_and_the_votes_counted():
+    results = results_with([("a", "Ann", 10), ("b", "Bob", 5)], [("Ann", "2026-11-24T12:01:00.000Z", 3)])
+    assert results.newest_computed_at == datetime(2026, 11, 24, 12, 0, 9, tzinfo=timezone.utc)
+    assert results.votes_counted == 15
+    assert data.Results().newest_computed_at is None
+
+
+def test_votes_over_time_accumulate_per_candidate():
+    race = data.votes_over_time(results_with([], [("Ann", "2026-11-24T12:02:00.000Z", 4),
+                                                  ("Ann", "2026-11-24T12:01:00.000Z", 3),
+                                                  ("Bob", "2026-11-24T12:01:00.000Z", 5)]))
+    ann = race[race["candidate_name"] == "Ann"]
+    assert list(ann["votes_so_far"]) == [3, 7]
+
+
+def test_pages_are_clamped_to_the_rows_there_are():
+    frame = pd.DataFrame({"n": range(23)})
+    assert list(data.page_of(frame, 1, 10)["n"]) == list(range(10))
+    assert list(data.page_of(frame, 3, 10)["n"]) == [20, 21, 22]
+    assert list(data.page_of(frame, 9, 10)["n"]) == [20, 21, 22]
+
+
+def test_turnout_is_votes_over_registered_voters():
+    assert data.Register(200, 3, 50, None).turnout == 0.25
+    assert data.Register(0, 0, 0, None).turnout is None
