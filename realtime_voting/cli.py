@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
+
+from realtime_voting import db, kafka_io
+from realtime_voting.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
@@ -31,3 +35,14 @@ def install_stop_event() -> threading.Event:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     return stop
+
+
+def services_ready(settings: Settings, timeout_s: float = 30.0) -> bool:
+    """Wait for Kafka and PostgreSQL; if either stays unreachable, say which and where, and return False."""
+    try:
+        kafka_io.wait_for_kafka(settings, timeout_s=timeout_s)
+        db.wait_for_postgres(settings, timeout_s=timeout_s)
+    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return False
+    return True

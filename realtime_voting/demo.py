@@ -17,8 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime_voting import db, kafka_io
-from realtime_voting.cli import configure_logging, install_stop_event
+from realtime_voting.cli import configure_logging, install_stop_event, services_ready
 from realtime_voting.settings import REPO_ROOT, Settings
 
 logger = logging.getLogger(__name__)
@@ -77,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = Settings.from_env()
     stop_requested = install_stop_event()
-    try:
-        kafka_io.wait_for_kafka(settings, timeout_s=10)
-        db.wait_for_postgres(settings, timeout_s=10)
-    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
+    if not services_ready(settings, timeout_s=10):
         return 1
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
 

@@ -26,7 +26,7 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 from realtime_voting import db, kafka_io, people, topics
-from realtime_voting.cli import configure_logging
+from realtime_voting.cli import configure_logging, services_ready
 from realtime_voting.schemas import PARTIES, Voter
 from realtime_voting.settings import Settings
 from realtime_voting.topics import checkpoint_root
@@ -171,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     settings = Settings.from_env()
-    try:
-        kafka_io.wait_for_kafka(settings, timeout_s=30)
-        db.wait_for_postgres(settings, timeout_s=30)
-    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
+    if not services_ready(settings):
         return 1
     if args.reset and not confirm_reset(settings, args.yes):
         print("Nothing was reset.", file=sys.stderr)

@@ -11,28 +11,20 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+N = TypeVar("N", int, float)
 
 
-def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+def _number(environ: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a whole number") from None
-
-
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
+        raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
 def _path(environ: Mapping[str, str], name: str) -> Path | None:
@@ -85,22 +77,23 @@ class Settings:
         return cls(
             kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or cls.kafka_bootstrap_servers,
             postgres_host=env.get("POSTGRES_HOST") or cls.postgres_host,
-            postgres_port=_int(env, "POSTGRES_PORT", cls.postgres_port),
+            postgres_port=_number(env, "POSTGRES_PORT", cls.postgres_port, int),
             postgres_db=env.get("POSTGRES_DB") or cls.postgres_db,
             postgres_user=env.get("POSTGRES_USER") or cls.postgres_user,
             postgres_password=env.get("POSTGRES_PASSWORD") or cls.postgres_password,
             postgres_schema=env.get("POSTGRES_SCHEMA") or cls.postgres_schema,
             spark_master=env.get("SPARK_MASTER") or cls.spark_master,
             kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX") or cls.kafka_topic_prefix,
-            kafka_topic_partitions=_int(env, "KAFKA_TOPIC_PARTITIONS", cls.kafka_topic_partitions),
-            kafka_replication_factor=_int(env, "KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor),
+            kafka_topic_partitions=_number(env, "KAFKA_TOPIC_PARTITIONS", cls.kafka_topic_partitions, int),
+            kafka_replication_factor=_number(env, "KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor, int),
             randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
             spark_checkpoint_dir=env.get("SPARK_CHECKPOINT_DIR") or str(state_dir / "checkpoints"),
-            spark_trigger_seconds=_float(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds),
+            spark_trigger_seconds=_number(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds, float),
             spark_watermark=env.get("SPARK_WATERMARK") or cls.spark_watermark,
-            spark_max_offsets_per_trigger=_int(env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger),
+            spark_max_offsets_per_trigger=_number(
+                env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger, int),
             voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
-            kafka_controller_port=_int(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port),
+            kafka_controller_port=_number(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port, int),
             state_dir=state_dir,
             jars_dir=_path(env, "JARS_DIR") or cls.jars_dir,
             kafka_home=_path(env, "KAFKA_HOME"),

@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import sys
 import threading
 
 from py4j.protocol import Py4JError
@@ -49,8 +48,8 @@ from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 from pyspark.sql.types import StringType, StructField, StructType
 
-from realtime_voting import db, kafka_io, topics
-from realtime_voting.cli import configure_logging, install_stop_event
+from realtime_voting import db, topics
+from realtime_voting.cli import configure_logging, install_stop_event, services_ready
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
@@ -332,10 +331,6 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = Settings.from_env()
     stop = install_stop_event()
-    try:
-        kafka_io.wait_for_kafka(settings, timeout_s=30)
-        db.wait_for_postgres(settings, timeout_s=30)
-    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
+    if not services_ready(settings):
         return 1
     return run(settings, available_now=args.available_now, stop=stop)

@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox
-from realtime_voting.cli import configure_logging, install_stop_event
+from realtime_voting.cli import configure_logging, install_stop_event, services_ready
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
 
@@ -272,12 +272,12 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     settings = Settings.from_env()
     stop = install_stop_event()
+    if not services_ready(settings):
+        return 1
+    weights = args.weights if args.weights is not None else settings.voting_weights
     try:
-        kafka_io.wait_for_kafka(settings, timeout_s=30)
-        db.wait_for_postgres(settings, timeout_s=30)
-        stage = VotingStage(settings, args.weights if args.weights is not None else settings.voting_weights, stop,
-                            args.batch_size, random.Random(args.seed))
-    except (kafka_io.KafkaUnavailable, db.PostgresUnavailable, ValueError) as error:
+        stage = VotingStage(settings, weights, stop, args.batch_size, random.Random(args.seed))
+    except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     try:
