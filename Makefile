@@ -7,9 +7,12 @@ STATE := .local
 JARS := $(STATE)/jars
 TEST_STATE := $(STATE)/test-stack
 PYTEST_ARGS ?=
+BENCH_VOTERS ?= 1000000
+BENCH_RATE ?= 1000
+BENCH_SECONDS ?= 60
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser up down status demo test lint clean
+.PHONY: help setup browser up down status demo test bench lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +62,9 @@ test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL an
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status
+
+bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
+	@$(PY) bench/run_bench.py --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
 
 lint: setup ## Check the code with ruff
 	@$(PY) -m ruff check .
