@@ -7,7 +7,6 @@ Votes are written by ``realtime_voting.ballot_box``, which owns the exactly-once
 from __future__ import annotations
 
 import csv
-import dataclasses
 import io
 import logging
 import time
@@ -19,7 +18,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from realtime_voting.schemas import Candidate, Voter
+from realtime_voting.schemas import Candidate, Voter, as_row, field_names
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -133,13 +132,13 @@ def drop_schema(connection: psycopg2.extensions.connection) -> None:
 
 def insert_candidates(connection: psycopg2.extensions.connection, candidates: Sequence[Candidate]) -> int:
     """Insert the candidates that are not registered yet; return how many were new."""
-    columns = [field.name for field in dataclasses.fields(Candidate)]
+    columns = field_names(Candidate)
     with connection, connection.cursor() as cursor:
         rows = execute_values(
             cursor,
             sql.SQL("INSERT INTO candidates ({}) VALUES %s ON CONFLICT (candidate_id) DO NOTHING RETURNING 1")
             .format(sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(cursor),
-            [dataclasses.astuple(candidate) for candidate in candidates],
+            [as_row(candidate) for candidate in candidates],
             fetch=True,
         )
     return len(rows)
@@ -151,11 +150,9 @@ def insert_voters(connection: psycopg2.extensions.connection, voters: Sequence[V
     COPY into a temporary table and one INSERT ... ON CONFLICT DO NOTHING is several times faster than
     row-by-row INSERTs, and keeps re-runs from duplicating anyone.
     """
-    columns = [field.name for field in dataclasses.fields(Voter)]
+    columns = field_names(Voter)
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    for voter in voters:
-        writer.writerow(dataclasses.astuple(voter))
+    csv.writer(buffer).writerows(map(as_row, voters))
     buffer.seek(0)
     column_list = sql.SQL(", ").join(map(sql.Identifier, columns))
     with connection, connection.cursor() as cursor:
@@ -179,7 +176,7 @@ def count_rows(connection: psycopg2.extensions.connection, table: str) -> int:
 
 
 def fetch_candidates(connection: psycopg2.extensions.connection) -> list[Candidate]:
-    columns = [field.name for field in dataclasses.fields(Candidate)]
+    columns = field_names(Candidate)
     with connection, connection.cursor() as cursor:
         cursor.execute(
             sql.SQL("SELECT {} FROM candidates ORDER BY candidate_id")
@@ -190,7 +187,7 @@ def fetch_candidates(connection: psycopg2.extensions.connection) -> list[Candida
 
 def fetch_voters_without_vote(connection: psycopg2.extensions.connection, batch_size: int = 5000) -> Iterator[Voter]:
     """Every registered voter who has not voted yet, streamed with a server-side cursor."""
-    columns = [field.name for field in dataclasses.fields(Voter)]
+    columns = field_names(Voter)
     with connection, connection.cursor(name="voters_without_vote") as cursor:
         cursor.itersize = batch_size
         cursor.execute(

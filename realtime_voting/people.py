@@ -10,6 +10,7 @@ shows them without the internet.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import random
 import uuid
@@ -100,6 +101,7 @@ _ANIMALS = ("peacock", "tiger", "bear", "swan", "wolf", "fish", "rabbit", "koala
 _AVATAR_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
+@functools.lru_cache(maxsize=8192)  # a few thousand initials-and-colour pairs cover a whole electorate
 def svg_avatar(initials: str, colour: str) -> str:
     """A round avatar with the person's initials, as a data URI any browser shows offline."""
     svg = (

@@ -60,6 +60,8 @@ class Settings:
     spark_trigger_seconds: float = 1.0
     spark_watermark: str = "10 minutes"
     spark_max_offsets_per_trigger: int = 200_000
+    spark_shuffle_partitions: int = 2
+    spark_driver_memory: str = "2g"
     # The local stack (`make up`): its controller port, its state folder and where Maven put the jars.
     kafka_controller_port: int = 9093
     state_dir: Path = REPO_ROOT / ".local"
@@ -92,6 +94,8 @@ class Settings:
             spark_watermark=env.get("SPARK_WATERMARK") or cls.spark_watermark,
             spark_max_offsets_per_trigger=_number(
                 env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger, int),
+            spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
+            spark_driver_memory=env.get("SPARK_DRIVER_MEMORY") or cls.spark_driver_memory,
             voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
             kafka_controller_port=_number(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port, int),
             state_dir=state_dir,
@@ -127,6 +131,8 @@ class Settings:
             "SPARK_TRIGGER_SECONDS": str(self.spark_trigger_seconds),
             "SPARK_WATERMARK": self.spark_watermark,
             "SPARK_MAX_OFFSETS_PER_TRIGGER": str(self.spark_max_offsets_per_trigger),
+            "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
+            "SPARK_DRIVER_MEMORY": self.spark_driver_memory,
             "VOTING_WEIGHTS": self.voting_weights,
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "LOCAL_STATE_DIR": str(self.state_dir),

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default=None, metavar="NAME=WEIGHT,...",
                         help='make some candidates likelier, e.g. "Savior Party=3" (names, parties or ids; '
                              "default: uniform, or VOTING_WEIGHTS)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="voters consumed and stored per batch")
+    parser.add_argument("--batch-size", type=int, default=5000, help="voters consumed and stored per batch")
     parser.add_argument("--seed", type=int, default=None, help="seed the candidate choice (reproducible runs)")
     args = parser.parse_args(argv)
 
