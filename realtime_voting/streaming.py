@@ -40,16 +40,16 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
+from collections.abc import Sequence
 
 from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
-from pyspark.sql.types import StringType, StructField, StructType
 
 from realtime_voting import db, topics
 from realtime_voting.cli import configure_logging, install_stop_event, services_ready
-from realtime_voting.schemas import Candidate, as_row, field_names
+from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
 from realtime_voting.topics import checkpoint_root
@@ -57,7 +57,6 @@ from realtime_voting.topics import checkpoint_root
 logger = logging.getLogger(__name__)
 
 STAGE = "counting"
-CANDIDATE_SCHEMA = StructType([StructField(name, StringType()) for name in field_names(Candidate)])
 AGE_GROUPS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
 RESULT_DIMENSIONS = ("candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender",
                      "age_group")
@@ -69,7 +68,7 @@ def _json_type(document: Column, name: str) -> Column:
     return F.schema_of_variant(F.try_variant_get(document, f"$.{name}", "variant"))
 
 
-def classify_votes(raw: DataFrame, candidates: DataFrame) -> DataFrame:
+def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame:
     """Kafka rows -> one row per message: the vote's fields, and ``reason`` (null for a vote that counts).
 
     ``raw`` has the Kafka source's columns (``key``, ``value``, ``topic``, ``partition``, ``offset``).
@@ -93,9 +92,14 @@ def classify_votes(raw: DataFrame, candidates: DataFrame) -> DataFrame:
         F.try_variant_get("document", "$.date_of_birth", "date").alias("date_of_birth"),
     ).withColumn("voting_time", F.try_to_timestamp("voting_time_text"))
 
-    standing = F.broadcast(candidates.select(
-        F.col("candidate_id"), "candidate_name", "party_affiliation", "photo_url"))
-    joined = parsed.join(standing, parsed.message_candidate_id == standing.candidate_id, "left")
+    # The candidates standing, as a literal map from id to name, party and photo: a handful of rows, so a map
+    # lookup per vote instead of a join, which would cost a broadcast job in every micro-batch.
+    standing = F.create_map(*(item for candidate in candidates for item in (
+        F.lit(candidate.candidate_id),
+        F.struct(*(F.lit(getattr(candidate, name)).alias(name)
+                   for name in ("candidate_name", "party_affiliation", "photo_url"))))))
+    joined = parsed.withColumn("candidate", F.try_element_at(standing, F.col("message_candidate_id"))).select(
+        "*", "candidate.*")
 
     def id_problem(name: str) -> Column:
         json_type = F.col(f"{name}_type")
@@ -249,7 +253,7 @@ def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def load_candidates(spark: SparkSession, settings: Settings, stop: threading.Event) -> DataFrame | None:
+def load_candidates(settings: Settings, stop: threading.Event) -> list[Candidate] | None:
     connection = db.connect(settings)
     try:
         announced = False
@@ -260,7 +264,7 @@ def load_candidates(spark: SparkSession, settings: Settings, stop: threading.Eve
                 candidates = []
             if candidates:
                 logger.info("counting votes for %d candidates", len(candidates))
-                return spark.createDataFrame([as_row(c) for c in candidates], CANDIDATE_SCHEMA)
+                return candidates
             if not announced:
                 logger.info("no candidates yet: waiting for `python main.py` to seed the election")
                 announced = True
@@ -270,7 +274,7 @@ def load_candidates(spark: SparkSession, settings: Settings, stop: threading.Eve
         connection.close()
 
 
-def start_queries(spark: SparkSession, settings: Settings, candidates: DataFrame, available_now: bool,
+def start_queries(spark: SparkSession, settings: Settings, candidates: list[Candidate], available_now: bool,
                   trigger_seconds: float) -> list[StreamingQuery]:
     classified = classify_votes(read_votes(spark, settings), candidates)
     votes = counted_votes(classified)
@@ -299,7 +303,7 @@ def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> in
     spark = build_spark_session(settings, "realtime-voting-counting")
     spark.streams.addListener(ProgressLog())
     try:
-        candidates = load_candidates(spark, settings, stop)
+        candidates = load_candidates(settings, stop)
         if candidates is None:
             return 0
         queries = start_queries(spark, settings, candidates, available_now, settings.spark_trigger_seconds)

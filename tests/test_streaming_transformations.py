@@ -11,7 +11,6 @@ from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
 from realtime_voting.streaming import (
-    CANDIDATE_SCHEMA,
     classify_votes,
     counted_votes,
     dead_letters,
@@ -44,8 +43,7 @@ def classify(spark, values: list[bytes | None]):
         [(f"k{number}".encode(), value, "votes_topic", 0, number) for number, value in enumerate(values)],
         "key binary, value binary, topic string, partition int, offset long",
     )
-    candidates = spark.createDataFrame([tuple(vars(c).values()) for c in CANDIDATES], CANDIDATE_SCHEMA)
-    return classify_votes(raw, candidates)
+    return classify_votes(raw, CANDIDATES)
 
 
 def results(frame) -> dict[tuple[str, str], dict]:
