@@ -18,7 +18,7 @@ import operator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-import simplejson
+import orjson
 
 PARTIES = ("Management Party", "Savior Party", "Tech Republic Party")
 
@@ -43,12 +43,12 @@ def as_row(record: object) -> tuple:
 
 
 def _encode(record: object) -> bytes:
-    """The record as a compact UTF-8 JSON object: the one serialiser of every message the pipeline writes."""
-    fields = {
-        name: value.isoformat() if isinstance(value, date | datetime) else value
-        for name, value in zip(field_names(type(record)), as_row(record), strict=True)
-    }
-    return simplejson.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode()
+    """The record as a compact UTF-8 JSON object: the one serialiser of every message the pipeline writes.
+
+    orjson writes dataclasses, dates and aware datetimes (ISO 8601 with offset) natively, several times faster
+    than building a dict for simplejson; it was the largest cost of voting.py after the database.
+    """
+    return orjson.dumps(record)
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,8 @@ def voter_id_of(message_value: bytes | None) -> str:
     if message_value is None:
         raise InvalidMessage("empty message (no value)")
     try:
-        body = simplejson.loads(message_value)
-    except (ValueError, UnicodeDecodeError) as error:
+        body = orjson.loads(message_value)
+    except orjson.JSONDecodeError as error:
         raise InvalidMessage(f"not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise InvalidMessage(f"not a JSON object but {type(body).__name__}")
