@@ -46,3 +46,12 @@ def services_ready(settings: Settings, timeout_s: float = 30.0) -> bool:
         print(f"error: {error}", file=sys.stderr)
         return False
     return True
+
+
+def start_long_running(timeout_s: float = 30.0) -> tuple[Settings, threading.Event] | None:
+    """What every long-running command does first: logging, settings, the stop event, and waiting for Kafka
+    and PostgreSQL. ``None`` (after saying what is unreachable) when they do not answer in time."""
+    configure_logging()
+    settings = Settings.from_env()
+    stop = install_stop_event()
+    return (settings, stop) if services_ready(settings, timeout_s) else None

@@ -17,8 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime_voting.cli import configure_logging, install_stop_event, services_ready
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.cli import start_long_running
+from realtime_voting.settings import REPO_ROOT
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,10 @@ def stop(name: str, process: subprocess.Popen[bytes]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(prog="python -m realtime_voting.demo", description=__doc__.split("\n")[0]).parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
-    stop_requested = install_stop_event()
-    if not services_ready(settings, timeout_s=10):
+    started = start_long_running(timeout_s=10)
+    if started is None:
         return 1
+    settings, stop_requested = started
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
 
     running: dict[str, subprocess.Popen[bytes]] = {}

@@ -48,7 +48,7 @@ from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from realtime_voting import db, topics
-from realtime_voting.cli import configure_logging, install_stop_event, services_ready
+from realtime_voting.cli import start_long_running
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
@@ -332,9 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--available-now", action="store_true",
                         help="count everything available on votes_topic, then exit (for scripts and tests)")
     args = parser.parse_args(argv)
-    configure_logging()
-    settings = Settings.from_env()
-    stop = install_stop_event()
-    if not services_ready(settings):
+    started = start_long_running()
+    if started is None:
         return 1
+    settings, stop = started
     return run(settings, available_now=args.available_now, stop=stop)

@@ -37,7 +37,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox
-from realtime_voting.cli import configure_logging, install_stop_event, services_ready
+from realtime_voting.cli import start_long_running
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
 
@@ -63,11 +63,7 @@ class CandidateChooser:
 
 
 def parse_weights(spec: str, candidates: Sequence[Candidate]) -> list[float]:
-    """Weights from ``"name=weight,..."`` where a name is a candidate's id, name or party; others weigh 1.
-
-    >>> parse_weights("", [candidate_a, candidate_b])  # doctest: +SKIP
-    [1.0, 1.0]
-    """
+    """Weights from ``"name=weight,..."`` where a name is a candidate's id, name or party; others weigh 1."""
     weights = [1.0] * len(candidates)
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, separator, raw_weight = item.rpartition("=")
@@ -269,11 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed the candidate choice (reproducible runs)")
     args = parser.parse_args(argv)
 
-    configure_logging()
-    settings = Settings.from_env()
-    stop = install_stop_event()
-    if not services_ready(settings):
+    started = start_long_running()
+    if started is None:
         return 1
+    settings, stop = started
     weights = args.weights if args.weights is not None else settings.voting_weights
     try:
         stage = VotingStage(settings, weights, stop, args.batch_size, random.Random(args.seed))

@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 from realtime_voting import kafka_io, topics
 from realtime_voting.settings import REPO_ROOT, Settings
 from tests.conftest import query, read_topic, run_script
-from tests.test_people import RandomUserReplay
+from tests.test_people import RECORDED, RandomUserReplay
 
 
 def seed(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,14 +98,8 @@ def test_seeding_from_the_randomuser_api_uses_its_people(election):
     assert result.returncode == 0, result.stderr
     assert "RandomUser API" in result.stdout
     names = {row[0] for row in query(election, "SELECT voter_name FROM voters")}
-    assert len(names) == 5 and names <= {f"{p['name']['first']} {p['name']['last']}" for p in _recorded()}
+    assert len(names) == 5 and names <= {f"{p['name']['first']} {p['name']['last']}" for p in RECORDED["results"]}
     assert all(len(request["results"]) == 1 for request in replay.requests)
-
-
-def _recorded() -> list[dict]:
-    from tests.test_people import RECORDED
-
-    return RECORDED["results"]
 
 
 def test_reset_asks_for_confirmation_and_yes_starts_a_fresh_election(election):
