@@ -238,7 +238,7 @@ def spark_rate(election: Settings, logs: Path) -> float:
     Stage(election, "spark", "spark_streaming.py", "--available-now", log=log).wait(timeout_s=3600)
     lines = log.read_text().splitlines()[before:]
     rates = {}
-    for query in ("tallies", "votes_per_minute", "dead_letters"):
+    for query in ("tallies", "dead_letters"):
         batches = [re.search(r" batch \d+: (\d+) rows, [\d.]+ rows/s, (\d+) ms", line)
                    for line in lines if f"{election.kafka_topic_prefix}{query} batch" in line]
         rows = sum(int(match.group(1)) for match in batches if match)

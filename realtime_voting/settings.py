@@ -58,7 +58,6 @@ class Settings:
     # runs, how late a vote may be and still count in its minute, and the most votes one micro-batch reads.
     spark_checkpoint_dir: str = str(REPO_ROOT / ".local" / "checkpoints")
     spark_trigger_seconds: float = 1.0
-    spark_watermark: str = "10 minutes"
     spark_max_offsets_per_trigger: int = 200_000
     spark_shuffle_partitions: int = 2
     spark_driver_memory: str = "2g"
@@ -91,7 +90,6 @@ class Settings:
             randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
             spark_checkpoint_dir=env.get("SPARK_CHECKPOINT_DIR") or str(state_dir / "checkpoints"),
             spark_trigger_seconds=_number(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds, float),
-            spark_watermark=env.get("SPARK_WATERMARK") or cls.spark_watermark,
             spark_max_offsets_per_trigger=_number(
                 env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger, int),
             spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
@@ -129,7 +127,6 @@ class Settings:
             "RANDOMUSER_URL": self.randomuser_url,
             "SPARK_CHECKPOINT_DIR": self.spark_checkpoint_dir,
             "SPARK_TRIGGER_SECONDS": str(self.spark_trigger_seconds),
-            "SPARK_WATERMARK": self.spark_watermark,
             "SPARK_MAX_OFFSETS_PER_TRIGGER": str(self.spark_max_offsets_per_trigger),
             "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "SPARK_DRIVER_MEMORY": self.spark_driver_memory,

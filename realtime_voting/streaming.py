@@ -9,24 +9,25 @@ one JSON message per group, keyed by the group, in update mode: the latest messa
 - ``aggregated_turnout_by_gender``    gender, total_votes
 - ``aggregated_turnout_by_age_group`` age_group (age at voting time: 18-24, 25-34, ..., 65+), total_votes
 - ``aggregated_votes_per_minute``     candidate_id, candidate_name, party_affiliation, window_start,
-                                      window_end, total_votes (1-minute event-time windows of voting_time)
+                                      window_end, total_votes (the minute of voting_time)
 
 Every result carries ``computed_at``, the time of the micro-batch that produced it.
 
 Exactly once in the totals. Kafka's sink is at-least-once, so the design makes repeats harmless:
 
-1. Deduplicate by voter. ``votes_topic`` may carry a vote twice (see ``realtime_voting.ballot_box``); each
-   query drops every vote of a voter after the first (``dropDuplicates(["voter_id"])``, without a watermark,
-   so a duplicate is caught however late it comes). That state lives in the checkpoint (RocksDB).
+1. Deduplicate by voter. ``votes_topic`` may carry a vote twice (see ``realtime_voting.ballot_box``); the
+   counting query drops every vote of a voter after the first (``dropDuplicates(["voter_id"])``, without a
+   watermark, so a duplicate is caught however late it comes). That state lives in the checkpoint (RocksDB).
 2. Checkpoints (``SPARK_CHECKPOINT_DIR``) record the offsets of every micro-batch and the state after it.
    After a crash, even SIGKILL, Spark replays the unfinished batch from the same offsets over the same state,
    so it computes the same totals; the sink may write them twice, and a compacted topic keyed by the group
    keeps the latest, which is right either way.
-3. The per-minute windows have a watermark (``SPARK_WATERMARK``, default 10 minutes) so that finished
-   windows leave the state; a vote later than that still counts in every total, only not in its minute.
+3. The per-minute counts are groups like the others (candidate and minute), not windows with a watermark:
+   a vote counts in its minute however late it comes, and the state grows by one row per candidate per
+   minute of voting, a few thousand rows for a day's election.
 
 Bad messages (not JSON, not an object, missing or non-string ``voter_id``/``candidate_id``, a candidate who
-is not standing, a ``voting_time`` that is missing or not a time) are not counted: a third query writes them
+is not standing, a ``voting_time`` that is missing or not a time) are not counted: a second query writes them
 to ``dead_letter_topic`` with their original key and bytes and ``dlq.*`` headers. The job never fails on
 them. Candidates are read from PostgreSQL when the job starts; restart it after adding candidates.
 
@@ -58,8 +59,10 @@ logger = logging.getLogger(__name__)
 
 STAGE = "counting"
 AGE_GROUPS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
-RESULT_DIMENSIONS = ("candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender",
-                     "age_group")
+# Every field a result's group can have, with its type; a result sets its own and leaves the others null.
+RESULT_DIMENSIONS = {name: "string" for name in (
+    "candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender", "age_group")} | {
+    "window_start": "timestamp", "window_end": "timestamp"}
 
 
 # --- Transformations: plain functions from DataFrame to DataFrame, the same on a stream and on a batch. ---
@@ -146,21 +149,26 @@ def age_group(date_of_birth: Column, at: Column) -> Column:
 
 def _result(topic: str, key: Column, **dimensions: Column) -> Column:
     """One result row: the topic it goes to, its key, and its group's fields (the others stay null)."""
-    fields = [dimensions.get(name, F.lit(None).cast("string")).alias(name) for name in RESULT_DIMENSIONS]
+    fields = [dimensions.get(name, F.lit(None).cast(kind)).alias(name) for name, kind in RESULT_DIMENSIONS.items()]
     return F.struct(F.lit(topic).alias("topic"), key.cast("string").alias("key"), F.struct(*fields).alias("group"))
 
 
-def _as_kafka_records(grouped: DataFrame, *extra: Column) -> DataFrame:
-    """(topic, key, group, total_votes) -> the Kafka sink's (topic, key, value); null fields are left out."""
-    value = F.to_json(F.struct("group.*", *extra, F.col("total_votes"), F.current_timestamp().alias("computed_at")))
-    return grouped.select("topic", "key", value.alias("value"))
+def _minute_results(topic: str) -> Column:
+    """The per-minute result of a vote: its candidate in the 1-minute window of its ``voting_time``."""
+    window_start = F.date_trunc("minute", F.col("voting_time"))
+    return _result(
+        topic, F.concat_ws("|", F.col("candidate_id"), F.date_format(window_start, "yyyy-MM-dd'T'HH:mm'Z'")),
+        candidate_id=F.col("candidate_id"), candidate_name=F.col("candidate_name"),
+        party_affiliation=F.col("party_affiliation"), window_start=window_start,
+        window_end=window_start + F.expr("INTERVAL 1 MINUTE"))
 
 
 def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
-    """Counted votes -> every running total except the per-minute one, as Kafka records for their topics.
+    """Counted votes -> every running total, as Kafka records for their topics.
 
-    One deduplication and one aggregation serve all five results: each vote becomes one row per result,
-    tagged with its topic, and a single ``groupBy(topic, key)`` counts them.
+    One deduplication and one aggregation serve all six results: each vote becomes one row per result,
+    tagged with its topic, and a single ``groupBy(topic, key)`` counts them. One stateful query instead of
+    one per result matters: on a small machine every micro-batch of every query has a fixed cost.
     """
     topic = settings.topic
     per_result = F.explode(F.array(
@@ -172,6 +180,7 @@ def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
                 party_affiliation=F.col("party_affiliation")),
         _result(topic("aggregated_turnout_by_gender"), F.col("gender"), gender=F.col("gender")),
         _result(topic("aggregated_turnout_by_age_group"), F.col("age_group"), age_group=F.col("age_group")),
+        _minute_results(topic("aggregated_votes_per_minute")),
     ))
     results = (
         votes.dropDuplicates(["voter_id"])
@@ -180,23 +189,9 @@ def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
         .select("result.*")
     )
     grouped = results.groupBy("topic", "key", "group").agg(F.count(F.lit(1)).alias("total_votes"))
-    return _as_kafka_records(grouped)
-
-
-def votes_per_minute(votes: DataFrame, settings: Settings, watermark: str) -> DataFrame:
-    """Counted votes -> votes per candidate per 1-minute window of ``voting_time``, as Kafka records."""
-    windowed = (
-        votes.withWatermark("voting_time", watermark)
-        .dropDuplicates(["voter_id"])
-        .groupBy(F.window("voting_time", "1 minute"), "candidate_id", "candidate_name", "party_affiliation")
-        .agg(F.count(F.lit(1)).alias("total_votes"))
-    )
-    return windowed.select(
-        F.lit(settings.topic("aggregated_votes_per_minute")).alias("topic"),
-        F.concat_ws("|", "candidate_id", F.date_format("window.start", "yyyy-MM-dd'T'HH:mm'Z'")).alias("key"),
-        F.struct("candidate_id", "candidate_name", "party_affiliation").alias("group"),
-        F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), "total_votes",
-    ).transform(lambda frame: _as_kafka_records(frame, F.col("window_start"), F.col("window_end")))
+    # The Kafka sink's (topic, key, value); to_json leaves out the group's null fields.
+    value = F.to_json(F.struct("group.*", F.col("total_votes"), F.current_timestamp().alias("computed_at")))
+    return grouped.select("topic", "key", value.alias("value"))
 
 
 def dead_letters(classified: DataFrame, settings: Settings) -> DataFrame:
@@ -249,6 +244,7 @@ def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("kafka.isolation.level", "read_committed")
         # Bounded micro-batches: a large backlog is counted in steps instead of one huge first batch.
         .option("maxOffsetsPerTrigger", settings.spark_max_offsets_per_trigger)
+        .option("kafka.fetch.max.wait.ms", "10")
         .load()
     )
 
@@ -281,7 +277,6 @@ def start_queries(spark: SparkSession, settings: Settings, candidates: list[Cand
     checkpoints = checkpoint_root(settings)
     outputs = {
         "tallies": (tallies(votes, settings), "update"),
-        "votes_per_minute": (votes_per_minute(votes, settings, settings.spark_watermark), "update"),
         "dead_letters": (dead_letters(classified, settings), "append"),
     }
     queries = []
