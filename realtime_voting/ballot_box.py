@@ -24,13 +24,35 @@ from datetime import datetime, timezone
 
 import psycopg2.extensions
 from confluent_kafka import Producer
-from psycopg2.extras import execute_values
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.schemas import Candidate, Vote
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+# One statement per batch: the registered voters among the ballots, their new votes inserted (the primary
+# key of ``votes`` is the one-vote-per-voter rule: ON CONFLICT DO NOTHING keeps the earlier vote), and each
+# one's stored vote, new or earlier. ``candidate_id`` is null for a voter with no standing candidate chosen.
+STORE_VOTES = """
+WITH ballot AS (
+    SELECT voter_id, ballot.candidate_id, address_state, address_country, gender, date_of_birth
+    FROM unnest(%(voter_ids)s::text[], %(candidate_ids)s::text[]) AS ballot (voter_id, candidate_id)
+    JOIN voters USING (voter_id)
+), inserted AS (
+    INSERT INTO votes (voter_id, candidate_id, voting_time)
+    SELECT voter_id, candidate_id, %(voting_time)s FROM ballot WHERE candidate_id IS NOT NULL
+    ON CONFLICT (voter_id) DO NOTHING
+    RETURNING voter_id, candidate_id, voting_time
+)
+SELECT ballot.voter_id, ballot.address_state, ballot.address_country, ballot.gender, ballot.date_of_birth,
+       coalesce(inserted.candidate_id, earlier.candidate_id), coalesce(inserted.voting_time, earlier.voting_time),
+       inserted.voter_id IS NOT NULL
+FROM ballot
+LEFT JOIN inserted ON inserted.voter_id = ballot.voter_id
+LEFT JOIN votes AS earlier ON earlier.voter_id = ballot.voter_id  -- the snapshot before the insert
+"""
 
 
 @dataclass(frozen=True)
@@ -71,66 +93,60 @@ class BallotBox:
         maybe not published): either way the caller retries the same batch, which is safe by design.
         """
         voting_time = now or datetime.now(timezone.utc)
-        voters = self._registered_voters({ballot.voter_id for ballot in ballots})
         if any(ballot.candidate_id not in self.candidates for ballot in ballots):
             self.reload_candidates()  # a candidate may have been added since this process started
-        rejections: dict[int, str] = {}
-        first_ballot_of: dict[str, Ballot] = {}
-        for index, ballot in enumerate(ballots):
-            if ballot.voter_id not in voters:
-                rejections[index] = f"voter {ballot.voter_id!r} is not registered"
-            elif ballot.candidate_id not in self.candidates:
-                rejections[index] = f"candidate {ballot.candidate_id!r} is not standing in this election"
-            else:
-                first_ballot_of.setdefault(ballot.voter_id, ballot)
+        # Each voter's first ballot for a standing candidate is the one stored; None if they have none.
+        choice_of: dict[str, str | None] = {}
+        for ballot in ballots:
+            if choice_of.get(ballot.voter_id) is None:
+                choice_of[ballot.voter_id] = ballot.candidate_id if ballot.candidate_id in self.candidates else None
 
-        stored, newly_cast = self._store(list(first_ballot_of.values()), voting_time)
-        votes = {voter_id: self._vote(voter_id, candidate_id, cast_at, voters[voter_id])
-                 for voter_id, (candidate_id, cast_at) in stored.items()}
+        stored = self._store(choice_of, voting_time)
+        votes = {voter_id: self._vote(voter_id, candidate_id, cast_at, voter)
+                 for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None}
         kafka_io.produce_all(self.producer, self.votes_topic,
                              ((vote.voter_id, vote.to_message(), None) for vote in votes.values()))
 
         results = []
-        for index, ballot in enumerate(ballots):
-            if index in rejections:
-                results.append(CastResult(ballot, rejection=rejections[index]))
+        first_ballot_counted: set[str] = set()
+        for ballot in ballots:
+            if ballot.voter_id not in stored:
+                results.append(CastResult(ballot, rejection=f"voter {ballot.voter_id!r} is not registered"))
+            elif ballot.candidate_id not in self.candidates:
+                results.append(CastResult(
+                    ballot, rejection=f"candidate {ballot.candidate_id!r} is not standing in this election"))
             else:
-                is_new = ballot is first_ballot_of[ballot.voter_id] and ballot.voter_id in newly_cast
+                is_new = stored[ballot.voter_id][3] and ballot.voter_id not in first_ballot_counted
+                first_ballot_counted.add(ballot.voter_id)
                 results.append(CastResult(ballot, vote=votes[ballot.voter_id], already_voted=not is_new))
         return results
 
-    def _registered_voters(self, voter_ids: set[str]) -> dict[str, tuple]:
-        """The fields a vote message needs, for those of ``voter_ids`` who are registered."""
-        with self.connection, self.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT voter_id, address_state, address_country, gender, date_of_birth "
-                "FROM voters WHERE voter_id = ANY(%s)",
-                (list(voter_ids),),
-            )
-            return {row[0]: row[1:] for row in cursor.fetchall()}
+    def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, tuple]:
+        """Insert the votes in one transaction and one statement.
 
-    def _store(self, ballots: list[Ballot], voting_time: datetime) -> tuple[dict[str, tuple[str, datetime]], set[str]]:
-        """Insert the votes in one transaction; return every voter's stored (candidate, time) and the new ones."""
-        if not ballots:
-            return {}, set()
+        Returns, for every *registered* voter of ``choice_of``: (their fields for the vote message, stored
+        candidate, stored time, whether it was stored now). The stored candidate is None for a voter who has
+        not voted and chose no standing candidate. Unregistered voters are left out.
+        """
+        if not choice_of:
+            return {}
         with self.connection, self.connection.cursor() as cursor:
-            inserted = execute_values(
-                cursor,
-                "INSERT INTO votes (voter_id, candidate_id, voting_time) VALUES %s "
-                "ON CONFLICT (voter_id) DO NOTHING RETURNING voter_id",  # the one-vote-per-voter rule
-                [(ballot.voter_id, ballot.candidate_id, voting_time) for ballot in ballots],
-                page_size=len(ballots),
-                fetch=True,
-            )
-            newly_cast = {row[0] for row in inserted}
-            stored = {ballot.voter_id: (ballot.candidate_id, voting_time)
-                      for ballot in ballots if ballot.voter_id in newly_cast}
-            earlier = [ballot.voter_id for ballot in ballots if ballot.voter_id not in newly_cast]
-            if earlier:
+            # The batch as two arrays (one parameter each, instead of a VALUES row rendered per ballot); the
+            # voters' fields, the insert and the earlier votes in one round trip.
+            cursor.execute(STORE_VOTES, {"voter_ids": list(choice_of), "candidate_ids": list(choice_of.values()),
+                                         "voting_time": voting_time})
+            stored = {voter_id: (voter, candidate_id, cast_at, is_new)
+                      for voter_id, *voter, candidate_id, cast_at, is_new in cursor}
+            # A vote committed by another process after this statement began is neither inserted nor in its
+            # snapshot of ``votes``: read it now that it is committed.
+            raced = [voter_id for voter_id, (_, candidate_id, _, _) in stored.items()
+                     if candidate_id is None and choice_of[voter_id] is not None]
+            if raced:
                 cursor.execute("SELECT voter_id, candidate_id, voting_time FROM votes WHERE voter_id = ANY(%s)",
-                               (earlier,))
-                stored.update({voter_id: (candidate_id, cast_at) for voter_id, candidate_id, cast_at in cursor})
-        return stored, newly_cast
+                               (raced,))
+                for voter_id, candidate_id, cast_at in cursor:
+                    stored[voter_id] = (stored[voter_id][0], candidate_id, cast_at, False)
+        return stored
 
     def _vote(self, voter_id: str, candidate_id: str, voting_time: datetime, voter: tuple) -> Vote:
         candidate = self.candidates.get(candidate_id)
