@@ -54,10 +54,11 @@ class Settings:
     randomuser_url: str = "https://randomuser.me/api/"
     # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
     voting_weights: str = ""
-    # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch
-    # runs, how late a vote may be and still count in its minute, and the most votes one micro-batch reads.
+    # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch of
+    # the tallies and of the dead letters runs, and the most votes one micro-batch reads.
     spark_checkpoint_dir: str = str(REPO_ROOT / ".local" / "checkpoints")
     spark_trigger_seconds: float = 1.0
+    spark_dead_letter_trigger_seconds: float = 5.0
     spark_max_offsets_per_trigger: int = 200_000
     spark_shuffle_partitions: int = 2
     spark_driver_memory: str = "2g"
@@ -90,6 +91,8 @@ class Settings:
             randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
             spark_checkpoint_dir=env.get("SPARK_CHECKPOINT_DIR") or str(state_dir / "checkpoints"),
             spark_trigger_seconds=_number(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds, float),
+            spark_dead_letter_trigger_seconds=_number(
+                env, "SPARK_DEAD_LETTER_TRIGGER_SECONDS", cls.spark_dead_letter_trigger_seconds, float),
             spark_max_offsets_per_trigger=_number(
                 env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger, int),
             spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
@@ -127,6 +130,7 @@ class Settings:
             "RANDOMUSER_URL": self.randomuser_url,
             "SPARK_CHECKPOINT_DIR": self.spark_checkpoint_dir,
             "SPARK_TRIGGER_SECONDS": str(self.spark_trigger_seconds),
+            "SPARK_DEAD_LETTER_TRIGGER_SECONDS": str(self.spark_dead_letter_trigger_seconds),
             "SPARK_MAX_OFFSETS_PER_TRIGGER": str(self.spark_max_offsets_per_trigger),
             "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "SPARK_DRIVER_MEMORY": self.spark_driver_memory,

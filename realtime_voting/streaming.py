@@ -270,17 +270,18 @@ def load_candidates(settings: Settings, stop: threading.Event) -> list[Candidate
         connection.close()
 
 
-def start_queries(spark: SparkSession, settings: Settings, candidates: list[Candidate], available_now: bool,
-                  trigger_seconds: float) -> list[StreamingQuery]:
+def start_queries(spark: SparkSession, settings: Settings, candidates: list[Candidate],
+                  available_now: bool) -> list[StreamingQuery]:
     classified = classify_votes(read_votes(spark, settings), candidates)
     votes = counted_votes(classified)
     checkpoints = checkpoint_root(settings)
+    # The dead letters run less often: nobody waits for them, and every micro-batch costs the tallies CPU.
     outputs = {
-        "tallies": (tallies(votes, settings), "update"),
-        "dead_letters": (dead_letters(classified, settings), "append"),
+        "tallies": (tallies(votes, settings), "update", settings.spark_trigger_seconds),
+        "dead_letters": (dead_letters(classified, settings), "append", settings.spark_dead_letter_trigger_seconds),
     }
     queries = []
-    for name, (frame, mode) in outputs.items():
+    for name, (frame, mode, trigger_seconds) in outputs.items():
         writer = (
             frame.writeStream.format("kafka")
             .queryName(f"{settings.kafka_topic_prefix}{name}")
@@ -301,7 +302,7 @@ def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> in
         candidates = load_candidates(settings, stop)
         if candidates is None:
             return 0
-        queries = start_queries(spark, settings, candidates, available_now, settings.spark_trigger_seconds)
+        queries = start_queries(spark, settings, candidates, available_now)
         logger.info("counting %s into the aggregated_* topics (checkpoints in %s)%s",
                     settings.topic(topics.VOTES), checkpoint_root(settings),
                     ": everything available, then exit" if available_now else "; Ctrl-C stops")
