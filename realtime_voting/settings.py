@@ -27,6 +27,16 @@ def _number(environ: Mapping[str, str], name: str, default: N, kind: type[N]) ->
         raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    word = raw.strip().lower()
+    if word not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise ValueError(f"{name}={raw!r} is not true or false")
+    return word in ("true", "1", "yes", "on")
+
+
 def _path(environ: Mapping[str, str], name: str) -> Path | None:
     raw = environ.get(name)
     return Path(raw).resolve() if raw else None
@@ -54,6 +64,8 @@ class Settings:
     randomuser_url: str = "https://randomuser.me/api/"
     # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
     voting_weights: str = ""
+    # True: the web app shows the results only, without the "Cast your vote" page (a public results screen).
+    dashboard_read_only: bool = False
     # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch of
     # the tallies and of the dead letters runs, and the most votes one micro-batch reads.
     spark_checkpoint_dir: str = str(REPO_ROOT / ".local" / "checkpoints")
@@ -98,6 +110,7 @@ class Settings:
             spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
             spark_driver_memory=env.get("SPARK_DRIVER_MEMORY") or cls.spark_driver_memory,
             voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
+            dashboard_read_only=_flag(env, "DASHBOARD_READ_ONLY", cls.dashboard_read_only),
             kafka_controller_port=_number(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port, int),
             state_dir=state_dir,
             jars_dir=_path(env, "JARS_DIR") or cls.jars_dir,
@@ -135,6 +148,7 @@ class Settings:
             "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "SPARK_DRIVER_MEMORY": self.spark_driver_memory,
             "VOTING_WEIGHTS": self.voting_weights,
+            "DASHBOARD_READ_ONLY": str(self.dashboard_read_only).lower(),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "LOCAL_STATE_DIR": str(self.state_dir),
             "JARS_DIR": str(self.jars_dir),

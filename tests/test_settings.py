@@ -48,3 +48,14 @@ def test_settings_survive_a_round_trip_through_the_environment():
 
 def test_topic_names_carry_the_prefix():
     assert Settings.from_env({"KAFKA_TOPIC_PREFIX": "poll7-"}).topic("votes_topic") == "poll7-votes_topic"
+
+
+def test_dashboard_read_only_reads_true_and_false_and_rejects_anything_else():
+    assert Settings.from_env({}).dashboard_read_only is False
+    assert Settings.from_env({"DASHBOARD_READ_ONLY": "true"}).dashboard_read_only is True
+    assert Settings.from_env({"DASHBOARD_READ_ONLY": " Yes "}).dashboard_read_only is True
+    assert Settings.from_env({"DASHBOARD_READ_ONLY": "0"}).dashboard_read_only is False
+    with pytest.raises(ValueError, match="DASHBOARD_READ_ONLY='maybe' is not true or false"):
+        Settings.from_env({"DASHBOARD_READ_ONLY": "maybe"})
+    read_only = Settings.from_env({"DASHBOARD_READ_ONLY": "on"})
+    assert Settings.from_env(read_only.as_environment()) == read_only
