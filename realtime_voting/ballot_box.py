@@ -1,6 +1,6 @@
 """The ballot box: validates ballots, stores each voter's one vote, and publishes it to ``votes_topic``.
 
-Every way of voting goes through ``BallotBox.cast`` (``voting.py`` today, the ballot page later), so there is
+Every way of voting goes through ``BallotBox.cast`` (``voting.py`` and the ballot page), so there is
 one place where a vote is validated and one rule that makes it count once:
 
 1. A ballot names a registered voter (``voters``) and a standing candidate (``candidates``), or it is
@@ -12,7 +12,12 @@ one place where a vote is validated and one rule that makes it count once:
 
 So a crash between 2 and 3, a replayed batch or a re-published voter republishes the same stored vote (same
 candidate, same time): ``votes_topic`` may carry a vote twice, never two different votes of one voter, and
-the counting stage deduplicates by voter.
+the counting stage deduplicates by voter. Two ballots of one voter cast at the same instant from two
+processes or threads (two browser tabs) store one vote, and both publish that one: the later statement waits
+for the earlier one's insert, does nothing, and reads the committed vote.
+
+A voter who votes in person (the ballot page) first proves who they are with ``identify``: their voter ID and
+registration number must match one row of ``voters``.
 """
 
 from __future__ import annotations
@@ -71,6 +76,23 @@ class CastResult:
     @property
     def accepted(self) -> bool:
         return self.rejection is None
+
+
+@dataclass(frozen=True)
+class Elector:
+    """A registered voter who gave their voter ID and registration number; ``voted_at`` is when their stored vote
+    was cast, None if they have not voted."""
+
+    voter_id: str
+    voter_name: str
+    voted_at: datetime | None
+
+
+def identify(connection: psycopg2.extensions.connection, voter_id: str, registration_number: str) -> Elector | None:
+    """The registered voter with both this voter ID and this registration number, or None for any mismatch
+    (the answer never tells which of the two was wrong; a caller must not either)."""
+    row = db.find_voter(connection, voter_id, registration_number)
+    return Elector(*row) if row else None
 
 
 class BallotBox:

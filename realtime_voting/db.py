@@ -11,6 +11,8 @@ import io
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 
 import psycopg2
 import psycopg2.errors
@@ -68,6 +70,28 @@ def wait_for_postgres(
             )
         logger.debug("waiting for PostgreSQL (attempt %d): %s", attempt, last_error)
         time.sleep(0.25)  # a retry interval, not synchronisation: the loop ends on success or the deadline
+
+
+def unreachable(settings: Settings, error: Exception) -> PostgresUnavailable:
+    """What a page says when PostgreSQL cannot be reached: where it was looked for, and the settings that say so."""
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return PostgresUnavailable(f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
+                               f"(POSTGRES_HOST/POSTGRES_PORT) is not reachable: {detail}")
+
+
+@contextmanager
+def short_lived_connection(settings: Settings, *, connect_timeout: int = 3) -> Iterator[psycopg2.extensions.connection]:
+    """A connection of the caller's own, closed on exit: for code that serves users from many threads (the
+    ballot page), since a psycopg2 connection must not serve two threads at once. Raises
+    ``PostgresUnavailable`` (see ``unreachable``) when no connection can be opened."""
+    try:
+        connection = connect(settings, connect_timeout=connect_timeout)
+    except psycopg2.OperationalError as error:
+        raise unreachable(settings, error) from error
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 # The election's tables. Types are proper where it costs nothing in compatibility with the reference
@@ -197,3 +221,14 @@ def fetch_voters_without_vote(connection: psycopg2.extensions.connection, batch_
         )
         for row in cursor:
             yield Voter(*row)
+
+
+def find_voter(connection: psycopg2.extensions.connection, voter_id: str,
+               registration_number: str) -> tuple[str, str, datetime | None] | None:
+    """``(voter_id, voter_name, time of their stored vote or None)`` of the registered voter with *both* this
+    voter_id and this registration_number, or None: the same answer whichever of the two is wrong, so that it
+    never tells which."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute("SELECT voter_id, voter_name, votes.voting_time FROM voters LEFT JOIN votes USING (voter_id) "
+                       "WHERE voter_id = %s AND registration_number = %s", (voter_id, registration_number))
+        return cursor.fetchone()

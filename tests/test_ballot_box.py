@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from confluent_kafka import Producer
 
 from realtime_voting import db, kafka_io, topics
-from realtime_voting.ballot_box import Ballot, BallotBox
+from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
 from realtime_voting.settings import Settings
 from tests.conftest import query, read_topic
 from tests.test_seeding_and_voting import seed
@@ -87,3 +89,46 @@ def test_a_ballot_for_an_unknown_candidate_does_not_hide_the_voters_valid_one(el
     results = ballot_box.cast([Ballot(voter, "no-such-candidate"), Ballot(voter, candidate)], now=NOON)
     assert results[0].rejection and results[1].accepted and not results[1].already_voted
     assert query(election, "SELECT candidate_id FROM votes") == [(candidate,)]
+
+
+def test_two_ballots_of_one_voter_cast_at_once_from_two_connections_store_and_publish_one_vote(election, ballot_box):
+    """Two browser tabs submitting at the same instant: each cast has its own connection and ballot box."""
+    (voter, *_), (first, second) = registered(election)
+    both_ready = threading.Barrier(2)
+
+    def cast_in_a_tab_of_its_own(candidate: str) -> CastResult:
+        connection = db.connect(election)
+        try:
+            box = BallotBox(election, connection, ballot_box.producer)  # a thread-safe producer, shared
+            both_ready.wait(timeout=30)  # both casts start together, so that their statements overlap
+            [result] = box.cast([Ballot(voter, candidate)])
+            return result
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=2) as tabs:
+        results = list(tabs.map(cast_in_a_tab_of_its_own, (first, second)))
+    [(stored_candidate, stored_at)] = query(election, "SELECT candidate_id, voting_time FROM votes")
+    assert all(result.accepted for result in results)
+    assert sorted(result.already_voted for result in results) == [False, True]
+    assert results[0].vote == results[1].vote
+    assert (results[0].vote.candidate_id, results[0].vote.voting_time) == (stored_candidate, stored_at)
+    assert {message["candidate_id"] for message in published(election)
+            if message["voter_id"] == voter} == {stored_candidate}
+
+
+def test_a_voter_is_identified_only_by_their_own_voter_id_and_registration_number(election, ballot_box):
+    [(voter, name, number), (other, _, other_number), *_] = query(
+        election, "SELECT voter_id, voter_name, registration_number FROM voters ORDER BY voter_id")
+    connection = ballot_box.connection
+    assert identify(connection, voter, number) == Elector(voter, name, None)
+    assert identify(connection, voter, other_number) is None
+    assert identify(connection, other, number) is None
+    assert identify(connection, "nobody", number) is None
+    assert identify(connection, voter, "' OR '1'='1") is None
+
+
+def test_an_identified_voter_who_has_voted_carries_the_time_of_their_vote(election, ballot_box):
+    [(voter, number)] = query(election, "SELECT voter_id, registration_number FROM voters ORDER BY voter_id LIMIT 1")
+    ballot_box.cast([Ballot(voter, registered(election)[1][0])], now=NOON)
+    assert identify(ballot_box.connection, voter, number).voted_at == NOON
