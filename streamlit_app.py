@@ -1,5 +1,6 @@
-"""The live election dashboard: `streamlit run streamlit_app.py`. See realtime_voting/dashboard.py."""
+"""The election's web app: `streamlit run streamlit_app.py`. The results, and the ballot ("Cast your vote")
+unless DASHBOARD_READ_ONLY is set; see realtime_voting/dashboard.py and realtime_voting/ballot_page.py."""
 
-from realtime_voting.dashboard import render
+from realtime_voting.dashboard import navigation
 
-render()
+navigation().run()

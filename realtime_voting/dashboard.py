@@ -1,4 +1,8 @@
-"""The live election dashboard (``streamlit run streamlit_app.py``), top to bottom as the page reads.
+"""The web app's navigation, and its results page: the live election dashboard, top to bottom as it reads.
+
+``streamlit run streamlit_app.py`` runs ``navigation()``: the results page, and the "Cast your vote" page
+(``realtime_voting/ballot_page.py``) unless ``DASHBOARD_READ_ONLY`` is set. Each page is a two-line script in
+``realtime_voting/app_pages/`` (``st.Page`` runs a file, which ``AppTest.switch_page`` can open too).
 
 Results come from one long-lived ``ResultsReader`` per server process (``st.cache_resource``), which holds the
 latest value of every key of the compacted result topics; counts come from PostgreSQL with a short cache.
@@ -18,6 +22,18 @@ from realtime_voting import db
 from realtime_voting.settings import Settings
 
 PAGE_SIZES = (10, 25, 50, 100)
+# The pages' scripts, relative to streamlit_app.py (as st.Page, st.page_link and AppTest.switch_page want them).
+RESULTS_PAGE = "realtime_voting/app_pages/results.py"
+BALLOT_PAGE = "realtime_voting/app_pages/ballot.py"
+
+
+def navigation() -> st.Page:
+    """The app's pages, shared by one navigation; returns the page to run. Read-only: the results page alone."""
+    st.set_page_config(page_title="Realtime election", page_icon="🗳️", layout="wide")
+    pages = [st.Page(RESULTS_PAGE, title="Election results", icon="📊", default=True)]
+    if not Settings.from_env().dashboard_read_only:
+        pages.append(st.Page(BALLOT_PAGE, title="Cast your vote", icon="🗳️", url_path="vote"))
+    return st.navigation(pages)
 
 
 @st.cache_resource(show_spinner=False)
@@ -165,7 +181,6 @@ def show_results(settings: Settings) -> None:
 
 
 def render() -> None:
-    st.set_page_config(page_title="Realtime election results", page_icon="🗳️", layout="wide")
     settings = Settings.from_env()
     st.title("Realtime election results")
     with st.sidebar:

@@ -83,13 +83,15 @@ def unreachable(settings: Settings, error: Exception) -> PostgresUnavailable:
 def short_lived_connection(settings: Settings, *, connect_timeout: int = 3) -> Iterator[psycopg2.extensions.connection]:
     """A connection of the caller's own, closed on exit: for code that serves users from many threads (the
     ballot page), since a psycopg2 connection must not serve two threads at once. Raises
-    ``PostgresUnavailable`` (see ``unreachable``) when no connection can be opened."""
+    ``PostgresUnavailable`` (see ``unreachable``) when no connection can be opened or it is lost."""
     try:
         connection = connect(settings, connect_timeout=connect_timeout)
     except psycopg2.OperationalError as error:
         raise unreachable(settings, error) from error
     try:
         yield connection
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+        raise unreachable(settings, error) from error
     finally:
         connection.close()
 

@@ -1,0 +1,250 @@
+"""The "Cast your vote" page of the web app (``streamlit run streamlit_app.py``, then "Cast your vote").
+
+A voter signs in with their voter ID and registration number, sees the candidates (photo, party, platform),
+picks one and confirms. The ballot goes through ``BallotBox.cast``, the code ``voting.py`` uses: stored once in
+``votes``, published to ``votes_topic``, and counted by the same Spark job, so it is on the results page within
+seconds.
+
+- Sign-in: both must match one row of ``voters`` (``ballot_box.identify``); any mismatch gets one message that
+  does not say which was wrong. After ``FAILURES_BEFORE_WAITING`` failures in a row a browser session waits,
+  longer after each further failure (``wait_after``); the time it waits for is kept in ``st.session_state``
+  and the page refuses to check anything before it.
+- One vote per voter: a voter who has voted is told when, and gets no ballot. Two tabs submitting at the same
+  instant store and publish one vote: the ``votes`` primary key decides (see ``ballot_box``).
+- Resources: every sign-in and every cast opens a PostgreSQL connection of its own (a psycopg2 connection must
+  never serve two sessions' threads at once); one Kafka producer per server process, which is thread-safe,
+  publishes for every session.
+- PostgreSQL or Kafka unreachable: the page names the service and its setting, and stores nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+import streamlit as st
+from confluent_kafka import KafkaException, Producer
+
+from realtime_voting import db, kafka_io
+from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
+from realtime_voting.dashboard import RESULTS_PAGE
+from realtime_voting.schemas import Candidate
+from realtime_voting.settings import Settings
+
+NO_MATCH = ("This voter ID and registration number do not match a registered voter. Check both, as they are "
+            "written on your registration.")
+FAILURES_BEFORE_WAITING = 3  # failed sign-ins in a row that a session may make before it has to wait
+FIRST_WAIT_S = 5.0  # the wait after that many failures; it doubles with every further failure...
+LONGEST_WAIT_S = 300.0  # ...up to this
+BROKER_CHECK_S = 5.0  # how long a voter waits for the broker to answer before casting...
+PUBLISH_TIMEOUT_MS = 10_000  # ...and for it to acknowledge the vote, before being told it is unreachable
+
+# What the page keeps in st.session_state, per browser session.
+ATTEMPTS = "ballot_sign_in_attempts"
+ELECTOR = "ballot_elector"
+CAST = "ballot_cast_result"
+
+
+class KafkaUnavailable(RuntimeError):
+    """The broker could not be reached; the message names it and its setting."""
+
+
+# --- Sign-in throttling: pure functions of the session's failures and the clock. ---
+
+@dataclass(frozen=True)
+class SignInAttempts:
+    failures: int = 0  # failed sign-ins in a row
+    not_before: float = 0.0  # time.monotonic() before which no sign-in is checked
+
+
+def wait_after(failures: int) -> float:
+    """Seconds a session waits after its ``failures``-th failed sign-in in a row: none before
+    ``FAILURES_BEFORE_WAITING``, then ``FIRST_WAIT_S``, doubling with each further failure up to ``LONGEST_WAIT_S``."""
+    if failures < FAILURES_BEFORE_WAITING:
+        return 0.0
+    return min(FIRST_WAIT_S * 2 ** (failures - FAILURES_BEFORE_WAITING), LONGEST_WAIT_S)
+
+
+def after_failure(attempts: SignInAttempts, now: float) -> SignInAttempts:
+    failures = attempts.failures + 1
+    return SignInAttempts(failures, now + wait_after(failures))
+
+
+def seconds_to_wait(attempts: SignInAttempts, now: float) -> float:
+    return max(0.0, attempts.not_before - now)
+
+
+# --- The page's back end: callable without a browser session (the tests call ``cast_vote`` directly). ---
+
+@st.cache_resource(show_spinner=False)
+def vote_producer(settings: Settings) -> Producer:
+    """One producer per server process (confluent_kafka's Producer is thread-safe), shared by every session."""
+    return Producer(kafka_io.producer_config(settings, **{"message.timeout.ms": PUBLISH_TIMEOUT_MS}))
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def standing_candidates(settings: Settings) -> list[Candidate]:
+    with db.short_lived_connection(settings) as connection:
+        return db.fetch_candidates(connection)
+
+
+def kafka_unreachable(settings: Settings, detail: object) -> KafkaUnavailable:
+    return KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not "
+                            f"reachable: {detail}")
+
+
+def sign_in(settings: Settings, voter_id: str, registration_number: str) -> Elector | None:
+    """The voter with both this voter ID and this registration number (see ``ballot_box.identify``), or None.
+    Raises ``db.PostgresUnavailable`` naming the server, or ``db.UndefinedTable`` before the election is seeded."""
+    with db.short_lived_connection(settings) as connection:
+        return identify(connection, voter_id, registration_number)
+
+
+def cast_vote(settings: Settings, producer: Producer, voter_id: str, candidate_id: str) -> CastResult:
+    """Cast one voter's ballot through ``BallotBox.cast`` (see there for what it guarantees), on a connection
+    of its own. The result is rejected, and nothing stored, for a candidate who is not standing.
+
+    Raises ``KafkaUnavailable`` before anything is stored when the broker does not answer, or if the vote was
+    stored but not acknowledged (casting it again publishes the stored vote); ``db.PostgresUnavailable`` when
+    PostgreSQL cannot be reached. Casting the same voter's ballot again is always safe.
+    """
+    try:
+        producer.list_topics(timeout=BROKER_CHECK_S)  # not stored at all rather than stored unpublished
+    except KafkaException as error:
+        raise kafka_unreachable(settings, f"{error.args[0].str()}; your vote was not cast") from error
+    try:
+        with db.short_lived_connection(settings) as connection:
+            [result] = BallotBox(settings, connection, producer).cast([Ballot(voter_id, candidate_id)])
+    except kafka_io.PublishFailed as error:
+        raise kafka_unreachable(settings, f"{error}; your vote is stored but not yet published") from error
+    return result
+
+
+# --- The page, top to bottom. ---
+
+def utc(moment: datetime) -> str:
+    return f"{moment.astimezone(timezone.utc):%d %B %Y at %H:%M:%S} UTC"
+
+
+def show_unavailable(error: Exception, what_now: str) -> None:
+    st.error(f"{error}. {what_now} (`make status` shows the local stack.)")
+
+
+def show_sign_in(settings: Settings) -> None:
+    st.write("Sign in with your voter ID and your registration number.")
+    with st.form("sign_in"):
+        voter_id = st.text_input("Voter ID", key="sign_in_voter_id").strip()
+        registration_number = st.text_input("Registration number", type="password",
+                                            key="sign_in_registration_number").strip()
+        submitted = st.form_submit_button("Sign in", type="primary", key="sign_in_submit")
+    attempts: SignInAttempts = st.session_state.get(ATTEMPTS, SignInAttempts())
+    # While the session waits, nothing is checked: a guesser learns nothing, not even from a right guess.
+    if submitted and seconds_to_wait(attempts, time.monotonic()) == 0:
+        attempts = st.session_state[ATTEMPTS] = check_sign_in(settings, attempts, voter_id, registration_number)
+    if (wait := seconds_to_wait(attempts, time.monotonic())) > 0:
+        st.error(f"Too many attempts: try again in {math.ceil(wait)} s.")
+
+
+def check_sign_in(settings: Settings, attempts: SignInAttempts, voter_id: str,
+                  registration_number: str) -> SignInAttempts:
+    """Sign the voter in (and rerun into the ballot) or say why not; returns the session's attempts after it."""
+    if not voter_id or not registration_number:
+        st.warning("Enter both your voter ID and your registration number.")
+        return attempts
+    try:
+        elector = sign_in(settings, voter_id, registration_number)
+    except db.PostgresUnavailable as error:
+        show_unavailable(error, "Sign in again when it is back.")
+        return attempts
+    except db.UndefinedTable:
+        st.warning(f"There is no election in schema {settings.postgres_schema!r} of database "
+                   f"{settings.postgres_db!r} yet (POSTGRES_SCHEMA, POSTGRES_DB): `python main.py` seeds one.")
+        return attempts
+    if elector is None:
+        st.error(NO_MATCH)
+        return after_failure(attempts, time.monotonic())
+    st.session_state[ATTEMPTS] = SignInAttempts()
+    st.session_state[ELECTOR] = elector
+    st.rerun()
+
+
+def sign_out() -> None:
+    for key in (ELECTOR, CAST):
+        st.session_state.pop(key, None)
+
+
+def show_candidates(candidates: list[Candidate]) -> None:
+    columns = st.columns(min(len(candidates), 3))
+    for index, candidate in enumerate(candidates):
+        with columns[index % len(columns)].container(border=True):
+            if candidate.photo_url:
+                st.image(candidate.photo_url, width=120)
+            st.markdown(f"**{candidate.candidate_name}**  \n{candidate.party_affiliation}")
+            if candidate.campaign_platform:
+                st.caption(candidate.campaign_platform)
+
+
+def show_cast(result: CastResult) -> None:
+    vote = result.vote
+    if result.already_voted:
+        st.warning(f"You have already voted, on {utc(vote.voting_time)}. A voter votes once: this ballot was not "
+                   "counted, your vote stands.")
+        return
+    st.success(f"Your vote for {vote.candidate_name} ({vote.party_affiliation}) was cast on "
+               f"{utc(vote.voting_time)}. It appears on the results page within seconds.")
+    st.page_link(RESULTS_PAGE, label="See the results", icon="📊")
+
+
+def show_ballot(settings: Settings, elector: Elector) -> None:
+    st.write(f"Signed in as **{elector.voter_name}** (voter ID `{elector.voter_id}`).")
+    st.button("Sign out", on_click=sign_out)
+    if CAST in st.session_state:
+        show_cast(st.session_state[CAST])
+        return
+    if elector.voted_at is not None:
+        st.info(f"You have already voted, on {utc(elector.voted_at)}. A voter votes once: your vote stands.")
+        return
+    try:
+        candidates = standing_candidates(settings)
+    except db.PostgresUnavailable as error:
+        show_unavailable(error, "Reload the page when it is back.")
+        return
+    if not candidates:
+        st.warning("No candidate is standing yet.")
+        return
+    show_candidates(candidates)
+    names = {candidate.candidate_id: f"{candidate.candidate_name} ({candidate.party_affiliation})"
+             for candidate in candidates}
+    with st.form("ballot"):
+        choice = st.radio("Your vote", list(names), index=None, format_func=names.get, key="ballot_choice")
+        confirmed = st.checkbox("I confirm my choice. A vote cannot be changed once it is cast.",
+                                key="ballot_confirmed")
+        submitted = st.form_submit_button("Cast my vote", type="primary", key="ballot_submit")
+    if not submitted:
+        return
+    if choice is None or not confirmed:
+        st.warning("Pick a candidate, and tick the box to confirm your choice.")
+        return
+    try:
+        result = cast_vote(settings, vote_producer(settings), elector.voter_id, choice)
+    except (db.PostgresUnavailable, KafkaUnavailable) as error:
+        show_unavailable(error, "Cast your vote again when it is back: it is stored once, however often you cast it.")
+        return
+    if not result.accepted:
+        st.error(f"Your vote was not cast: {result.rejection}.")
+        return
+    st.session_state[CAST] = result
+    st.session_state[ELECTOR] = replace(elector, voted_at=result.vote.voting_time)
+    st.rerun()
+
+
+def render() -> None:
+    settings = Settings.from_env()
+    st.title("Cast your vote")
+    elector: Elector | None = st.session_state.get(ELECTOR)
+    if elector is None:
+        show_sign_in(settings)
+    else:
+        show_ballot(settings, elector)

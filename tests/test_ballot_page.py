@@ -1,0 +1,212 @@
+"""The "Cast your vote" page, headless (Streamlit's AppTest) against the real stack; its sign-in throttling as pure
+functions; and one vote cast in a real browser and counted by the running Spark job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+
+import pytest
+from confluent_kafka import Producer
+from streamlit.testing.v1 import AppTest
+
+from realtime_voting import ballot_page, kafka_io, topics
+from realtime_voting.ballot_page import NO_MATCH, SignInAttempts, after_failure, seconds_to_wait, wait_after
+from realtime_voting.dashboard import BALLOT_PAGE
+from realtime_voting.settings import Settings
+from tests.conftest import free_ports, query, read_topic
+from tests.test_dashboard import page
+from tests.test_seeding_and_voting import seed
+
+
+@pytest.fixture
+def seeded(election: Settings) -> Settings:
+    """An election of 3 voters and 2 candidates, nobody has voted."""
+    seed(election, "--voters", "3", "--candidates", "2")
+    return election
+
+
+def voters(election: Settings) -> list[tuple[str, str]]:
+    """(voter_id, registration_number) of every registered voter."""
+    return query(election, "SELECT voter_id, registration_number FROM voters ORDER BY voter_id")
+
+
+def candidates(election: Settings) -> dict[str, str]:
+    return dict(query(election, "SELECT candidate_id, candidate_name FROM candidates ORDER BY candidate_id"))
+
+
+def published(election: Settings) -> list[tuple[str, str]]:
+    """(voter_id, candidate_id) of every message on votes_topic."""
+    messages = [json.loads(message.value()) for message in read_topic(election, election.topic(topics.VOTES))]
+    return [(message["voter_id"], message["candidate_id"]) for message in messages]
+
+
+def ballot_page_of(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """A browser session on the ballot page (the app opens on the results page; the first run registers both)."""
+    app = page(settings, monkeypatch)
+    app.run()
+    app.switch_page(BALLOT_PAGE).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def sign_in(app: AppTest, voter_id: str, registration_number: str) -> AppTest:
+    app.text_input(key="sign_in_voter_id").input(voter_id)
+    app.text_input(key="sign_in_registration_number").input(registration_number)
+    app.button(key="sign_in_submit").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def cast(app: AppTest, candidate_id: str) -> AppTest:
+    app.radio(key="ballot_choice").set_value(candidate_id)
+    app.checkbox(key="ballot_confirmed").check()
+    app.button(key="ballot_submit").click().run()
+    assert not app.exception, app.exception
+    return app
+
+
+def texts(elements) -> list[str]:
+    return [element.value for element in elements]
+
+
+def signed_in(app: AppTest) -> bool:
+    return any(text.startswith("Signed in as") for text in texts(app.markdown))
+
+
+def test_a_signed_in_voter_sees_the_candidates_and_casts_a_vote_that_is_stored_and_published(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    chosen, name = next(iter(candidates(seeded).items()))
+    app = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    assert signed_in(app)
+    assert len(app.image) == 2  # a photo per candidate
+    assert all(any(candidate in text for text in texts(app.markdown)) for candidate in candidates(seeded).values())
+    cast(app, chosen)
+    [success] = texts(app.success)
+    assert f"Your vote for {name}" in success and "within seconds" in success
+    assert query(seeded, "SELECT voter_id, candidate_id FROM votes") == [(voter, chosen)]
+    assert published(seeded) == [(voter, chosen)]
+    assert not app.radio  # no second ballot in this session
+
+
+def test_a_voter_who_has_voted_is_told_when_and_gets_no_ballot(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    first = next(iter(candidates(seeded)))
+    cast(sign_in(ballot_page_of(seeded, monkeypatch), voter, number), first)
+    [(voted_at,)] = query(seeded, "SELECT voting_time FROM votes")
+
+    again = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    [told] = texts(again.info)
+    assert told.startswith("You have already voted") and ballot_page.utc(voted_at) in told
+    assert not again.radio
+    assert query(seeded, "SELECT count(*) FROM votes") == [(1,)]
+
+
+def test_a_second_ballot_from_another_tab_is_refused_with_the_time_of_the_first_and_not_published(
+        seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    first, second = candidates(seeded)
+    late_tab = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)  # shows a ballot...
+    cast(sign_in(ballot_page_of(seeded, monkeypatch), voter, number), first)  # ...while another tab votes
+    cast(late_tab, second)
+    [(stored, voted_at)] = query(seeded, "SELECT candidate_id, voting_time FROM votes")
+    [refused] = texts(late_tab.warning)
+    assert refused.startswith("You have already voted") and ballot_page.utc(voted_at) in refused
+    assert stored == first
+    assert {candidate for voter_id, candidate in published(seeded) if voter_id == voter} == {first}
+
+
+@pytest.mark.parametrize("mismatch", ["wrong registration number", "another voter's number", "unknown voter ID"])
+def test_wrong_credentials_get_one_message_that_does_not_say_which_was_wrong(seeded, monkeypatch, mismatch):
+    (voter, number), (other, other_number), *_ = voters(seeded)
+    voter_id, registration_number = {
+        "wrong registration number": (voter, number + "0"),
+        "another voter's number": (voter, other_number),
+        "unknown voter ID": (str(uuid.uuid4()), number),
+    }[mismatch]
+    app = sign_in(ballot_page_of(seeded, monkeypatch), voter_id, registration_number)
+    assert texts(app.error) == [NO_MATCH]
+    assert not signed_in(app) and not app.radio
+    assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
+
+
+def test_after_repeated_failures_the_page_refuses_to_check_even_the_right_credentials(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    monkeypatch.setattr(ballot_page, "FIRST_WAIT_S", 60.0)  # a wait no slow run of this test outlasts
+    app = ballot_page_of(seeded, monkeypatch)
+    for _ in range(ballot_page.FAILURES_BEFORE_WAITING - 1):
+        sign_in(app, voter, "not-" + number)
+        assert texts(app.error) == [NO_MATCH]
+    sign_in(app, voter, "not-" + number)
+    assert texts(app.error) == [NO_MATCH, "Too many attempts: try again in 60 s."]
+    sign_in(app, voter, number)
+    [refused] = texts(app.error)  # and no NO_MATCH: nothing was checked
+    assert refused.startswith("Too many attempts: try again in") and not signed_in(app)
+
+
+def test_a_ballot_for_a_candidate_who_is_not_standing_is_rejected_by_the_backend_and_nothing_stored(seeded):
+    (voter, _), *_ = voters(seeded)
+    producer = Producer(kafka_io.producer_config(seeded))
+    result = ballot_page.cast_vote(seeded, producer, voter, "no-such-candidate")
+    assert result.rejection == "candidate 'no-such-candidate' is not standing in this election"
+    assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
+    assert published(seeded) == []
+
+
+def test_a_candidate_withdrawn_after_the_ballot_was_shown_is_rejected_on_the_page(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    withdrawn = next(iter(candidates(seeded)))
+    app = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    query(seeded, "DELETE FROM candidates WHERE candidate_id = %s RETURNING 1", (withdrawn,))
+    cast(app, withdrawn)  # the page still shows the ballot it drew
+    assert texts(app.error) == [
+        f"Your vote was not cast: candidate {withdrawn!r} is not standing in this election."]
+    assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
+
+
+def test_the_read_only_app_has_the_results_page_and_no_ballot(seeded, monkeypatch):
+    app = page(replace(seeded, dashboard_read_only=True), monkeypatch)
+    app.run()
+    assert texts(app.title) == ["Realtime election results"]
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        app.switch_page(BALLOT_PAGE)
+    assert texts(ballot_page_of(seeded, monkeypatch).title) == ["Cast your vote"]  # and it is there otherwise
+
+
+def test_unreachable_postgresql_is_named_at_sign_in_instead_of_a_traceback(monkeypatch):
+    kafka_port, postgres_port = free_ports(2)
+    nowhere = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{kafka_port}",
+                      postgres_port=postgres_port, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-")
+    app = sign_in(ballot_page_of(nowhere, monkeypatch), "someone", "AB123")
+    [error] = texts(app.error)
+    assert f"PostgreSQL at localhost:{postgres_port} (POSTGRES_HOST/POSTGRES_PORT) is not reachable" in error
+    assert NO_MATCH not in error
+
+
+def test_unreachable_kafka_is_named_when_casting_and_nothing_is_stored(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    no_broker = replace(seeded, kafka_bootstrap_servers=f"localhost:{free_ports(1)[0]}")
+    app = cast(sign_in(ballot_page_of(no_broker, monkeypatch), voter, number), next(iter(candidates(seeded))))
+    [error] = texts(app.error)
+    assert f"Kafka at {no_broker.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable" in error
+    assert "your vote was not cast" in error
+    assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
+
+
+# --- Sign-in throttling, as pure functions of the failures and the clock. ---
+
+def test_a_session_waits_after_three_failures_twice_as_long_after_each_more_up_to_five_minutes():
+    assert [wait_after(failures) for failures in range(1, 11)] == [0, 0, 5, 10, 20, 40, 80, 160, 300, 300]
+
+
+def test_failures_count_up_and_the_wait_runs_from_the_last_one():
+    attempts = SignInAttempts()
+    for now in (100.0, 101.0):
+        attempts = after_failure(attempts, now)
+        assert seconds_to_wait(attempts, now) == 0
+    attempts = after_failure(attempts, 102.0)
+    assert attempts.failures == 3
+    assert seconds_to_wait(attempts, 104.0) == 3.0
+    assert seconds_to_wait(attempts, 107.0) == 0
+    assert seconds_to_wait(after_failure(attempts, 107.0), 107.0) == 10.0
