@@ -78,6 +78,12 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.ui.showConsoleProgress": "false",
+        # Filters stay where the job puts them. Pushed below the parsing projection, the counting filter
+        # (`reason IS NULL`) has every alias inlined: the JSON parse ran once per field it reads, 15 times per
+        # message instead of once (5x the CPU of the counting query: 22 s instead of 4.5 s per 400,000 votes).
+        "spark.sql.optimizer.excludedRules": ",".join(
+            f"org.apache.spark.sql.catalyst.optimizer.{rule}"
+            for rule in ("PushDownPredicates", "PushPredicateThroughNonJoin")),
         # Adaptive execution does not apply to stateful streaming queries; off, instead of a warning per query.
         "spark.sql.adaptive.enabled": "false",
         "spark.sql.session.timeZone": "UTC",

@@ -128,3 +128,10 @@ def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
 def test_every_result_says_when_it_was_computed(spark):
     totals = results(tallies(counted_votes(classify(spark, [vote()])), SETTINGS))
     assert all(value["computed_at"].endswith("Z") for value in totals.values())
+
+
+def test_each_message_is_parsed_once_however_many_fields_the_filters_read(spark):
+    plans = {name: frame._jdf.queryExecution().executedPlan().toString() for name, frame in (
+        ("counted", counted_votes(classify(spark, [vote()]))),
+        ("dead letters", dead_letters(classify(spark, [vote()]), SETTINGS)))}
+    assert {name: plan.count("parseJson(") for name, plan in plans.items()} == {"counted": 1, "dead letters": 1}
