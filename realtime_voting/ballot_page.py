@@ -194,7 +194,7 @@ def show_cast(result: CastResult) -> None:
         return
     st.success(f"Your vote for {vote.candidate_name} ({vote.party_affiliation}) was cast on "
                f"{utc(vote.voting_time)}. It appears on the results page within seconds.")
-    st.page_link(RESULTS_PAGE, label="See the results", icon="📊")
+    st.page_link(RESULTS_PAGE, label="See the results", icon=":material/bar_chart:")
 
 
 def show_ballot(settings: Settings, elector: Elector) -> None:

@@ -30,9 +30,9 @@ BALLOT_PAGE = "realtime_voting/app_pages/ballot.py"
 def navigation() -> st.Page:
     """The app's pages, shared by one navigation; returns the page to run. Read-only: the results page alone."""
     st.set_page_config(page_title="Realtime election", page_icon="🗳️", layout="wide")
-    pages = [st.Page(RESULTS_PAGE, title="Election results", icon="📊", default=True)]
+    pages = [st.Page(RESULTS_PAGE, title="Election results", icon=":material/bar_chart:", default=True)]
     if not Settings.from_env().dashboard_read_only:
-        pages.append(st.Page(BALLOT_PAGE, title="Cast your vote", icon="🗳️", url_path="vote"))
+        pages.append(st.Page(BALLOT_PAGE, title="Cast your vote", icon=":material/how_to_vote:", url_path="vote"))
     return st.navigation(pages)
 
 
