@@ -20,6 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--source", choices=["auto", "randomuser", "offline"], default="auto",
                         help="where people come from (default auto: RandomUser if reachable, else offline)")
     parser.add_argument("--seed", type=int, default=42, help="seed of the offline generator (default 42)")
-    parser.add_argument("--batch-size", type=int, default=1000, help="voters registered and published per batch")
+    parser.add_argument("--batch-size", type=int, default=5000, help="voters registered and published per batch")
     parser.add_argument("--republish", action="store_true",
                         help="publish again every registered voter who has not voted yet")
     parser.add_argument("--reset", action="store_true",
@@ -132,21 +133,33 @@ class Seeder:
         if wanted <= 0:
             return 0
         registered = batches_with_known_people = 0
-        with tqdm(total=wanted, unit="voter", desc="Registering and publishing voters") as bar:
-            while registered < wanted:
-                people_batch = self.source().people(min(self.args.batch_size, wanted - registered))
-                batch = [people.voter_from_randomuser(person) for person in people_batch]
-                new_voters = db.insert_voters(self.connection, batch)
-                self.publish(new_voters)
-                registered += len(new_voters)
-                bar.update(len(new_voters))
-                # A source may hand out someone already registered; those are skipped and replaced, within reason.
+        giving_up = False
+        # Storing a batch (PostgreSQL's work: psycopg2 lets go of the GIL meanwhile) overlaps with drawing the
+        # next one and publishing the one before. A voter is still published only after it is stored.
+        storing: tuple[list[Voter], Future[list[Voter]]] | None = None
+        with (tqdm(total=wanted, unit="voter", desc="Registering and publishing voters") as bar,
+              ThreadPoolExecutor(max_workers=1, thread_name_prefix="register") as registrar):
+            while True:
+                in_flight = len(storing[0]) if storing else 0
+                still_wanted = 0 if giving_up else wanted - registered - in_flight
+                drawn = self.draw(min(self.args.batch_size, still_wanted)) if still_wanted > 0 else []
+                batch, new_voters = (storing[0], storing[1].result()) if storing else ([], [])
+                storing = (drawn, registrar.submit(db.insert_voters, self.connection, drawn)) if drawn else None
+                if new_voters:
+                    self.publish(new_voters)
+                    registered += len(new_voters)
+                    bar.update(len(new_voters))
+                # A source may hand out someone already registered; they are skipped and replaced, within reason.
                 batches_with_known_people += len(new_voters) < len(batch)
-                if batches_with_known_people > 10:
-                    logger.warning("the source keeps returning registered people: stopping at %d new voters",
-                                   registered)
+                giving_up = giving_up or batches_with_known_people > 10
+                if storing is None:
                     break
+        if giving_up:
+            logger.warning("the source keeps returning registered people: stopped at %d new voters", registered)
         return registered
+
+    def draw(self, count: int) -> list[Voter]:
+        return [people.voter_from_randomuser(person) for person in self.source().people(count)]
 
     def republish(self) -> int:
         published = 0
