@@ -47,10 +47,6 @@ ELECTOR = "ballot_elector"
 CAST = "ballot_cast_result"
 
 
-class KafkaUnavailable(RuntimeError):
-    """The broker could not be reached; the message names it and its setting."""
-
-
 # --- Sign-in throttling: pure functions of the session's failures and the clock. ---
 
 @dataclass(frozen=True)
@@ -90,9 +86,9 @@ def standing_candidates(settings: Settings) -> list[Candidate]:
         return db.fetch_candidates(connection)
 
 
-def kafka_unreachable(settings: Settings, detail: object) -> KafkaUnavailable:
-    return KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not "
-                            f"reachable: {detail}")
+def kafka_unreachable(settings: Settings, detail: object) -> kafka_io.KafkaUnavailable:
+    return kafka_io.KafkaUnavailable(
+        f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable: {detail}")
 
 
 def sign_in(settings: Settings, voter_id: str, registration_number: str) -> Elector | None:
@@ -106,7 +102,7 @@ def cast_vote(settings: Settings, producer: Producer, voter_id: str, candidate_i
     """Cast one voter's ballot through ``BallotBox.cast`` (see there for what it guarantees), on a connection
     of its own. The result is rejected, and nothing stored, for a candidate who is not standing.
 
-    Raises ``KafkaUnavailable`` before anything is stored when the broker does not answer, or if the vote was
+    Raises ``kafka_io.KafkaUnavailable`` before anything is stored when the broker does not answer, or if the vote was
     stored but not acknowledged (casting it again publishes the stored vote); ``db.PostgresUnavailable`` when
     PostgreSQL cannot be reached. Casting the same voter's ballot again is always safe.
     """
@@ -229,7 +225,7 @@ def show_ballot(settings: Settings, elector: Elector) -> None:
         return
     try:
         result = cast_vote(settings, vote_producer(settings), elector.voter_id, choice)
-    except (db.PostgresUnavailable, KafkaUnavailable) as error:
+    except (db.PostgresUnavailable, kafka_io.KafkaUnavailable) as error:
         show_unavailable(error, "Cast your vote again when it is back: it is stored once, however often you cast it.")
         return
     if not result.accepted:
