@@ -95,6 +95,14 @@ def identify(connection: psycopg2.extensions.connection, voter_id: str, registra
     return Elector(*row) if row else None
 
 
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch of ballots stored in ``votes``: one result per ballot, and the stored votes to publish."""
+
+    results: list[CastResult]
+    votes: list[Vote]
+
+
 class BallotBox:
     """Casts batches of ballots against one PostgreSQL connection and one Kafka producer."""
 
@@ -114,6 +122,15 @@ class BallotBox:
         Raises ``psycopg2.Error`` (nothing of the batch was stored) or ``kafka_io.PublishFailed`` (stored but
         maybe not published): either way the caller retries the same batch, which is safe by design.
         """
+        stored = self.store(ballots, now=now)
+        self.publish(stored)
+        return stored.results
+
+    def store(self, ballots: Sequence[Ballot], *, now: datetime | None = None) -> StoredBatch:
+        """``cast``'s first half: validate and store; the votes are not published yet (raises ``psycopg2.Error``).
+
+        A caller that splits ``cast`` must ``publish`` every stored batch before it treats the ballots as done.
+        """
         voting_time = now or datetime.now(timezone.utc)
         if any(ballot.candidate_id not in self.candidates for ballot in ballots):
             self.reload_candidates()  # a candidate may have been added since this process started
@@ -126,8 +143,6 @@ class BallotBox:
         stored = self._store(choice_of, voting_time)
         votes = {voter_id: self._vote(voter_id, candidate_id, cast_at, voter)
                  for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None}
-        kafka_io.produce_all(self.producer, self.votes_topic,
-                             ((vote.voter_id, vote.to_message(), None) for vote in votes.values()))
 
         results = []
         first_ballot_counted: set[str] = set()
@@ -141,7 +156,12 @@ class BallotBox:
                 is_new = stored[ballot.voter_id][3] and ballot.voter_id not in first_ballot_counted
                 first_ballot_counted.add(ballot.voter_id)
                 results.append(CastResult(ballot, vote=votes[ballot.voter_id], already_voted=not is_new))
-        return results
+        return StoredBatch(results, list(votes.values()))
+
+    def publish(self, stored: StoredBatch) -> int:
+        """``cast``'s second half: publish the stored votes, acknowledged by the broker (raises ``PublishFailed``)."""
+        return kafka_io.produce_all(self.producer, self.votes_topic,
+                             ((vote.voter_id, vote.to_message(), None) for vote in stored.votes))
 
     def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, tuple]:
         """Insert the votes in one transaction and one statement.

@@ -29,14 +29,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import psycopg2
 import psycopg2.errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from realtime_voting import db, kafka_io, topics
-from realtime_voting.ballot_box import Ballot, BallotBox
+from realtime_voting.ballot_box import Ballot, BallotBox, StoredBatch
 from realtime_voting.cli import start_long_running
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
@@ -106,6 +107,17 @@ class Progress:
         self.last_report, self.reported_total = now, total
 
 
+@dataclass
+class Batch:
+    """Consumed messages on their way through the stage: the ballots made of them, and the dead letters."""
+
+    messages: list[Message]
+    voter_ids: list[str] = field(default_factory=list)
+    sources: list[Message] = field(default_factory=list)  # the message of each ballot, in ballot order
+    ballots: list[Ballot] = field(default_factory=list)
+    dead_letters: list[kafka_io.KeyedMessage] = field(default_factory=list)
+
+
 class VotingStage:
     """The consume -> cast -> store-offsets loop, with retries that never skip a message."""
 
@@ -154,22 +166,33 @@ class VotingStage:
         self.consumer.subscribe([self.settings.topic(topics.VOTERS)], on_assign=on_assign)
         logger.info("voting: reading %s as %s", self.settings.topic(topics.VOTERS),
                     self.settings.topic(topics.VOTING_GROUP))
-        while not self.stop.is_set():
-            messages = self.consumer.consume(num_messages=self.batch_size, timeout=0.5)
-            now = time.monotonic()
-            if messages:
-                last_message_at = now
-                self.handle_batch(messages)
-            elif exit_on_idle_s is not None and now - last_message_at >= exit_on_idle_s:
-                logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", exit_on_idle_s)
-                break
-            self.progress.report(time.monotonic())
+        # A batch is stored by the ballot-box thread (PostgreSQL's work: psycopg2 lets go of the GIL) while this
+        # thread reads and prepares the next one and publishes the one before. Each batch is still stored,
+        # then published, then its offsets stored, in the order the batches were read.
+        storing: tuple[Batch, Future[StoredBatch | None]] | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ballot-box") as ballot_box_thread:
+            while not self.stop.is_set():
+                messages = self.consumer.consume(num_messages=self.batch_size, timeout=0.5)
+                now = time.monotonic()
+                batch = self.prepare(messages) if messages else None
+                finished = self._finish(storing) if storing else True
+                storing = None
+                if not finished:
+                    break  # stopping mid-retry: offsets stay unstored and the batch is replayed on restart
+                if batch is not None:
+                    last_message_at = now
+                    storing = (batch, ballot_box_thread.submit(self._store, batch))
+                elif exit_on_idle_s is not None and now - last_message_at >= exit_on_idle_s:
+                    logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", exit_on_idle_s)
+                    break
+                self.progress.report(time.monotonic())
+            if storing:
+                self._finish(storing)  # the batch read last, unless stopping mid-retry
         self.progress.report(time.monotonic(), force=True)
 
-    def handle_batch(self, messages: list[Message]) -> None:
-        ballots: list[Ballot] = []
-        sources: list[Message] = []
-        dead_letters = []
+    def prepare(self, messages: list[Message]) -> Batch:
+        """Messages -> a ballot for each voter named, and a dead letter for each message naming none."""
+        batch = Batch(messages)
         for message in messages:
             if message.error() is not None:
                 if message.error().code() != KafkaError._PARTITION_EOF:
@@ -178,17 +201,29 @@ class VotingStage:
             try:
                 voter_id = voter_id_of(message.value())
             except InvalidMessage as error:
-                dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=str(error)))
+                batch.dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=str(error)))
                 continue
-            ballots.append(Ballot(voter_id, ""))
-            sources.append(message)
-        choices = self.chooser.choose(len(ballots))
-        ballots = [Ballot(ballot.voter_id, candidate_id) for ballot, candidate_id in zip(ballots, choices, strict=True)]
+            batch.voter_ids.append(voter_id)
+            batch.sources.append(message)
+        batch.ballots = [Ballot(voter_id, candidate_id) for voter_id, candidate_id
+                         in zip(batch.voter_ids, self.chooser.choose(len(batch.voter_ids)), strict=True)]
+        return batch
 
-        results = self._cast_until_done(ballots)
-        if results is None:
-            return  # stopping mid-retry: offsets stay unstored and the batch is replayed on restart
-        for result, message in zip(results, sources, strict=True):
+    def _store(self, batch: Batch) -> StoredBatch | None:
+        """The ballot-box thread's part: store the batch's votes (retrying); None if asked to stop."""
+        return self._retry(lambda: self.ballot_box.store(batch.ballots))
+
+    def _finish(self, storing: tuple[Batch, Future[StoredBatch | None]]) -> bool:
+        """Wait for a batch to be stored, publish its votes and dead letters, store its offsets.
+
+        False if asked to stop before it was done (its offsets are not stored, so it is replayed on restart).
+        """
+        batch, future = storing
+        stored = future.result()
+        if stored is None or self._retry(lambda: self.ballot_box.publish(stored)) is None:
+            return False
+        dead_letters = list(batch.dead_letters)
+        for result, message in zip(stored.results, batch.sources, strict=True):
             if result.rejection:
                 dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=result.rejection))
             elif result.already_voted:
@@ -196,14 +231,13 @@ class VotingStage:
             else:
                 self.progress.votes_cast += 1
         if dead_letters:
-            self._retry(lambda: kafka_io.produce_all(self.producer, self.dead_letter_topic, dead_letters))
+            if self._retry(lambda: kafka_io.produce_all(self.producer, self.dead_letter_topic, dead_letters)) is None:
+                return False
             self.progress.rejected += len(dead_letters)
             logger.warning("rejected %d message(s) to %s, e.g. %s", len(dead_letters), self.dead_letter_topic,
                            dict(dead_letters[0][2])["dlq.reason"].decode())
-        self._store_offsets(messages)
-
-    def _cast_until_done(self, ballots: list[Ballot]):
-        return self._retry(lambda: self.ballot_box.cast(ballots)) if ballots else []
+        self._store_offsets(batch.messages)
+        return True
 
     def _retry(self, action):
         """Run ``action`` until it succeeds; reconnect to PostgreSQL on the way. ``None`` if asked to stop."""
