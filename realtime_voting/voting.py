@@ -2,7 +2,8 @@
 
 Reads ``voters_topic`` in the consumer group ``voting-group`` (run several processes to share the topic's
 partitions), picks a candidate for each voter (uniformly at random, or by ``--weights``), and hands the
-ballots to ``BallotBox.cast``, which stores them in ``votes`` and publishes them to ``votes_topic``.
+ballots to the ballot box (``realtime_voting.ballot_box``), which stores them in ``votes`` and publishes them
+to ``votes_topic``.
 
 Exactly once, whatever happens (SIGKILL at any instant, the broker or PostgreSQL restarting, a voter
 published twice):
