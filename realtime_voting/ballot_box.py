@@ -163,6 +163,17 @@ class BallotBox:
         return kafka_io.produce_all(self.producer, self.votes_topic,
                              ((vote.voter_id, vote.to_message(), None) for vote in stored.votes))
 
+    def republish(self, voter_ids: Sequence[str]) -> int:
+        """Publish these voters' stored votes again; returns how many (voters who have not voted have none).
+
+        For a vote that was stored but maybe never acknowledged by the broker (a caller that could not retry
+        the batch). Harmless when it was: the counting stage deduplicates by voter.
+        """
+        stored = self._store(dict.fromkeys(voter_ids), datetime.now(timezone.utc))  # no choice: nothing inserted
+        votes = [self._vote(voter_id, candidate_id, cast_at, voter)
+                 for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None]
+        return self.publish(StoredBatch([], votes))
+
     def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, tuple]:
         """Insert the votes in one transaction and one statement.
 

@@ -19,6 +19,7 @@ seconds.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, replace
@@ -32,6 +33,8 @@ from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, i
 from realtime_voting.dashboard import RESULTS_PAGE
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 NO_MATCH = ("This voter ID and registration number do not match a registered voter. Check both, as they are "
             "written on your registration.")
@@ -118,6 +121,18 @@ def cast_vote(settings: Settings, producer: Producer, voter_id: str, candidate_i
     return result
 
 
+def republish_vote(settings: Settings, producer: Producer, voter_id: str) -> bool:
+    """Publish a voter's stored vote again (``BallotBox.republish``): a vote stored while the broker failed is
+    counted once the voter signs in again. Best effort: False, and a warning in the log, if the broker is down."""
+    try:
+        producer.list_topics(timeout=BROKER_CHECK_S)
+        with db.short_lived_connection(settings) as connection:
+            return BallotBox(settings, connection, producer).republish([voter_id]) == 1
+    except (KafkaException, kafka_io.PublishFailed, db.PostgresUnavailable) as error:
+        logger.warning("the stored vote of %s was not republished: %s", voter_id, error)
+        return False
+
+
 # --- The page, top to bottom. ---
 
 def utc(moment: datetime) -> str:
@@ -163,6 +178,8 @@ def check_sign_in(settings: Settings, attempts: SignInAttempts, voter_id: str,
         return after_failure(attempts, time.monotonic())
     st.session_state[ATTEMPTS] = SignInAttempts()
     st.session_state[ELECTOR] = elector
+    if elector.voted_at is not None:
+        republish_vote(settings, vote_producer(settings), elector.voter_id)
     st.rerun()
 
 

@@ -132,3 +132,12 @@ def test_an_identified_voter_who_has_voted_carries_the_time_of_their_vote(electi
     [(voter, number)] = query(election, "SELECT voter_id, registration_number FROM voters ORDER BY voter_id LIMIT 1")
     ballot_box.cast([Ballot(voter, registered(election)[1][0])], now=NOON)
     assert identify(ballot_box.connection, voter, number).voted_at == NOON
+
+
+def test_republishing_sends_the_stored_votes_again_and_nothing_for_voters_who_have_not_voted(election, ballot_box):
+    (voter, other, *_), (candidate, _) = registered(election)
+    ballot_box.cast([Ballot(voter, candidate)], now=NOON)
+    assert ballot_box.republish([voter, other]) == 1
+    assert [(message["voter_id"], message["candidate_id"], message["voting_time"]) for message in published(election)
+            ] == [(voter, candidate, "2026-11-24T12:00:00+00:00")] * 2
+    assert query(election, "SELECT count(*) FROM votes") == [(1,)]

@@ -106,6 +106,17 @@ def test_a_voter_who_has_voted_is_told_when_and_gets_no_ballot(seeded, monkeypat
     assert query(seeded, "SELECT count(*) FROM votes") == [(1,)]
 
 
+def test_a_vote_stored_while_the_broker_failed_is_published_when_the_voter_signs_in_again(seeded, monkeypatch):
+    (voter, number), *_ = voters(seeded)
+    chosen = next(iter(candidates(seeded)))
+    # What a broker failure between the commit and the acknowledgement leaves: a stored vote, never published.
+    query(seeded, "INSERT INTO votes (voter_id, candidate_id, voting_time) VALUES (%s, %s, now()) RETURNING 1",
+          (voter, chosen))
+    assert published(seeded) == []
+    sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    assert published(seeded) == [(voter, chosen)]
+
+
 def test_a_second_ballot_from_another_tab_is_refused_with_the_time_of_the_first_and_not_published(
         seeded, monkeypatch):
     (voter, number), *_ = voters(seeded)
