@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io
+from realtime_voting import db, kafka_io, topics
 from realtime_voting.local_stack import LocalStack
 from realtime_voting.settings import REPO_ROOT, Settings
 
@@ -90,9 +90,15 @@ def pg_schema(stack_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def election(stack_settings: Settings, pg_schema: str) -> Settings:
-    """Settings for an election of this test's own: its own topics (by prefix) and its own schema."""
-    return replace(stack_settings, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-", postgres_schema=pg_schema)
+def election(stack_settings: Settings, pg_schema: str) -> Iterator[Settings]:
+    """Settings for an election of this test's own: its own topics (by prefix) and its own schema.
+
+    Its topics are deleted afterwards, so that tests run against a user's broker (``TEST_USE_RUNNING_SERVICES``)
+    leave nothing behind.
+    """
+    settings = replace(stack_settings, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-", postgres_schema=pg_schema)
+    yield settings
+    topics.delete_election_topics(settings)
 
 
 def run_script(settings: Settings, script: str, *args: str, timeout_s: float = 300,
