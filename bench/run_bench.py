@@ -181,7 +181,7 @@ def reference_copy_rate(base: Settings, rows: int) -> float:
     election = new_election(base, "copy")
     try:
         connection = db.connect(election)
-        db.create_schema(connection)
+        db.create_schema(connection, election.postgres_schema)
         source = people.OfflineSource(1)
         voters = [people.voter_from_randomuser(person) for person in source.people(rows)]
         started = time.perf_counter()

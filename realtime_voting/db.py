@@ -142,11 +142,13 @@ CREATE INDEX IF NOT EXISTS voters_registration_number_idx ON voters (registratio
 ELECTION_TABLES = ("votes", "voters", "candidates")  # in the order they can be dropped
 
 
-def create_schema(connection: psycopg2.extensions.connection) -> None:
-    """Create the election's tables and indexes if they do not exist (safe to run any number of times)."""
+def create_schema(connection: psycopg2.extensions.connection, schema: str) -> None:
+    """Create the PostgreSQL schema (``POSTGRES_SCHEMA``), the election's tables and indexes if they do not exist
+    (safe to run any number of times)."""
     with connection, connection.cursor() as cursor:
-        # Concurrent seeders would race on CREATE TABLE IF NOT EXISTS; one lock makes them take turns.
+        # Concurrent seeders would race on CREATE ... IF NOT EXISTS; one lock makes them take turns.
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext('realtime_voting.create_schema'))")
+        cursor.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         cursor.execute(SCHEMA_DDL)
 
 

@@ -108,7 +108,7 @@ class Seeder:
               f"and the counting job's checkpoints.")
 
     def prepare(self) -> None:
-        db.create_schema(self.connection)
+        db.create_schema(self.connection, self.settings.postgres_schema)
         created = topics.create_election_topics(self.settings)
         if created:
             print(f"Created {len(created)} topic(s) with {self.settings.kafka_topic_partitions} partition(s) each.")

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import replace
 
 from confluent_kafka import Producer
+from psycopg2 import sql
 
-from realtime_voting import kafka_io, topics
+from realtime_voting import db, kafka_io, topics
 from realtime_voting.settings import REPO_ROOT, Settings
 from tests.conftest import query, read_topic, run_script
 from tests.test_people import RECORDED, RandomUserReplay
@@ -196,3 +198,19 @@ def test_vote_counted_once_after_sigkill(election):
     assert votes_stored(election) < voters, "the kills came too late to test anything"
     vote(election)
     assert_every_voter_voted_exactly_once(election, voters)
+
+
+
+def test_seeding_creates_the_postgres_schema_it_is_told_to_use(election):
+    own_schema = replace(election, postgres_schema=f"{election.postgres_schema}_new")  # the same topics
+    try:
+        seed(own_schema, "--voters", "2")
+        assert query(own_schema, "SELECT count(*) FROM voters") == [(2,)]
+    finally:
+        connection = db.connect(election)
+        try:
+            with connection, connection.cursor() as cursor:
+                cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(own_schema.postgres_schema)))
+        finally:
+            connection.close()
