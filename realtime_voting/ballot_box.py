@@ -141,8 +141,7 @@ class BallotBox:
                 choice_of[ballot.voter_id] = ballot.candidate_id if ballot.candidate_id in self.candidates else None
 
         stored = self._store(choice_of, voting_time)
-        votes = {voter_id: self._vote(voter_id, candidate_id, cast_at, voter)
-                 for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None}
+        votes = self._votes(stored)
 
         results = []
         first_ballot_counted: set[str] = set()
@@ -161,7 +160,7 @@ class BallotBox:
     def publish(self, stored: StoredBatch) -> int:
         """``cast``'s second half: publish the stored votes, acknowledged by the broker (raises ``PublishFailed``)."""
         return kafka_io.produce_all(self.producer, self.votes_topic,
-                             ((vote.voter_id, vote.to_message(), None) for vote in stored.votes))
+                                    ((vote.voter_id, vote.to_message(), None) for vote in stored.votes))
 
     def republish(self, voter_ids: Sequence[str]) -> int:
         """Publish these voters' stored votes again; returns how many (voters who have not voted have none).
@@ -170,9 +169,12 @@ class BallotBox:
         the batch). Harmless when it was: the counting stage deduplicates by voter.
         """
         stored = self._store(dict.fromkeys(voter_ids), datetime.now(timezone.utc))  # no choice: nothing inserted
-        votes = [self._vote(voter_id, candidate_id, cast_at, voter)
-                 for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None]
-        return self.publish(StoredBatch([], votes))
+        return self.publish(StoredBatch([], list(self._votes(stored).values())))
+
+    def _votes(self, stored: dict[str, tuple]) -> dict[str, Vote]:
+        """The vote message of every voter of ``_store``'s answer who has a stored vote."""
+        return {voter_id: self._vote(voter_id, candidate_id, cast_at, voter)
+                for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None}
 
     def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, tuple]:
         """Insert the votes in one transaction and one statement.

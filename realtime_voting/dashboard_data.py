@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pandas as pd
-import psycopg2
 import simplejson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -46,23 +45,13 @@ class Register:
 
 def fetch_register(settings: Settings) -> Register:
     """Count the register; raises ``db.PostgresUnavailable`` (with a message saying where) when unreachable."""
-    try:
-        connection = db.connect(settings, connect_timeout=3)
-    except psycopg2.OperationalError as error:
-        raise db.PostgresUnavailable(
-            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} (POSTGRES_HOST/POSTGRES_PORT) "
-            f"is not reachable: {str(error).strip().splitlines()[0]}"
-        ) from error
-    try:
-        with connection, connection.cursor() as cursor:
-            try:
-                cursor.execute("SELECT (SELECT count(*) FROM voters), (SELECT count(*) FROM candidates), "
-                               "(SELECT count(*) FROM votes), (SELECT max(voting_time) FROM votes)")
-            except db.UndefinedTable:
-                return Register(0, 0, 0, None)
-            return Register(*cursor.fetchone())
-    finally:
-        connection.close()
+    with db.short_lived_connection(settings) as connection, connection, connection.cursor() as cursor:
+        try:
+            cursor.execute("SELECT (SELECT count(*) FROM voters), (SELECT count(*) FROM candidates), "
+                           "(SELECT count(*) FROM votes), (SELECT max(voting_time) FROM votes)")
+        except db.UndefinedTable:
+            return Register(0, 0, 0, None)
+        return Register(*cursor.fetchone())
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,6 @@ class Batch:
     """Consumed messages on their way through the stage: the ballots made of them, and the dead letters."""
 
     messages: list[Message]
-    voter_ids: list[str] = field(default_factory=list)
     sources: list[Message] = field(default_factory=list)  # the message of each ballot, in ballot order
     ballots: list[Ballot] = field(default_factory=list)
     dead_letters: list[kafka_io.KeyedMessage] = field(default_factory=list)
@@ -194,6 +193,7 @@ class VotingStage:
     def prepare(self, messages: list[Message]) -> Batch:
         """Messages -> a ballot for each voter named, and a dead letter for each message naming none."""
         batch = Batch(messages)
+        voter_ids: list[str] = []
         for message in messages:
             if message.error() is not None:
                 if message.error().code() != KafkaError._PARTITION_EOF:
@@ -204,10 +204,10 @@ class VotingStage:
             except InvalidMessage as error:
                 batch.dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=str(error)))
                 continue
-            batch.voter_ids.append(voter_id)
+            voter_ids.append(voter_id)
             batch.sources.append(message)
         batch.ballots = [Ballot(voter_id, candidate_id) for voter_id, candidate_id
-                         in zip(batch.voter_ids, self.chooser.choose(len(batch.voter_ids)), strict=True)]
+                         in zip(voter_ids, self.chooser.choose(len(voter_ids)), strict=True)]
         return batch
 
     def _store(self, batch: Batch) -> StoredBatch | None:
