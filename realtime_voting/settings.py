@@ -64,6 +64,10 @@ class Settings:
     randomuser_url: str = "https://randomuser.me/api/"
     # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
     voting_weights: str = ""
+    # Defaults for voting.py --rate (votes per second at most; 0: as fast as it can) and --turnout (the share of
+    # voters who vote; the others are left free to vote on the ballot page). `make demo` sets both.
+    voting_rate: float = 0.0
+    voting_turnout: float = 1.0
     # True: the web app shows the results only, without the "Cast your vote" page (a public results screen).
     dashboard_read_only: bool = False
     # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch of
@@ -110,6 +114,8 @@ class Settings:
             spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
             spark_driver_memory=env.get("SPARK_DRIVER_MEMORY") or cls.spark_driver_memory,
             voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
+            voting_rate=_number(env, "VOTING_RATE", cls.voting_rate, float),
+            voting_turnout=_number(env, "VOTING_TURNOUT", cls.voting_turnout, float),
             dashboard_read_only=_flag(env, "DASHBOARD_READ_ONLY", cls.dashboard_read_only),
             kafka_controller_port=_number(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port, int),
             state_dir=state_dir,
@@ -148,6 +154,8 @@ class Settings:
             "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
             "SPARK_DRIVER_MEMORY": self.spark_driver_memory,
             "VOTING_WEIGHTS": self.voting_weights,
+            "VOTING_RATE": str(self.voting_rate),
+            "VOTING_TURNOUT": str(self.voting_turnout),
             "DASHBOARD_READ_ONLY": str(self.dashboard_read_only).lower(),
             "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
             "LOCAL_STATE_DIR": str(self.state_dir),
