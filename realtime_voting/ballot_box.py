@@ -4,7 +4,8 @@ Every way of voting goes through ``BallotBox.cast`` (``voting.py`` and the ballo
 one place where a vote is validated and one rule that makes it count once:
 
 1. A ballot names a registered voter (``voters``) and a standing candidate (``candidates``), or it is
-   rejected with a reason and nothing is written.
+   rejected with a reason and nothing is written. A ballot with no candidate is a registered voter who stays
+   home (``voting.py --turnout``): it is checked like the others and stores nothing.
 2. The vote is inserted with ``ON CONFLICT (voter_id) DO NOTHING``: the ``votes`` primary key is the arbiter.
    A voter who already voted keeps the vote they have; the ballot in hand is discarded.
 3. After the database commit, the *stored* vote of every voter in the batch is published to ``votes_topic``
@@ -63,7 +64,7 @@ LEFT JOIN votes AS earlier ON earlier.voter_id = ballot.voter_id  -- the snapsho
 @dataclass(frozen=True)
 class Ballot:
     voter_id: str
-    candidate_id: str
+    candidate_id: str | None  # None: the voter turned up in the register but stays home (casts no vote)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,11 @@ class CastResult:
     @property
     def accepted(self) -> bool:
         return self.rejection is None
+
+    @property
+    def stayed_home(self) -> bool:
+        """A registered voter's ballot without a candidate, who has no vote stored (earlier or now)."""
+        return self.rejection is None and self.vote is None
 
 
 @dataclass(frozen=True)
@@ -132,7 +138,7 @@ class BallotBox:
         A caller that splits ``cast`` must ``publish`` every stored batch before it treats the ballots as done.
         """
         voting_time = now or datetime.now(timezone.utc)
-        if any(ballot.candidate_id not in self.candidates for ballot in ballots):
+        if any(ballot.candidate_id is not None and ballot.candidate_id not in self.candidates for ballot in ballots):
             self.reload_candidates()  # a candidate may have been added since this process started
         # Each voter's first ballot for a standing candidate is the one stored; None if they have none.
         choice_of: dict[str, str | None] = {}
@@ -148,6 +154,9 @@ class BallotBox:
         for ballot in ballots:
             if ballot.voter_id not in stored:
                 results.append(CastResult(ballot, rejection=f"voter {ballot.voter_id!r} is not registered"))
+            elif ballot.candidate_id is None:  # stays home: nothing stored, an earlier vote stands (and is published)
+                earlier = votes.get(ballot.voter_id)
+                results.append(CastResult(ballot, vote=earlier, already_voted=earlier is not None))
             elif ballot.candidate_id not in self.candidates:
                 results.append(CastResult(
                     ballot, rejection=f"candidate {ballot.candidate_id!r} is not standing in this election"))

@@ -16,6 +16,12 @@ published twice):
 - Kafka transactions are not needed for this: the database, not Kafka, decides what the vote is, and the
   output is idempotent by key. The counting stage deduplicates ``votes_topic`` by ``voter_id``.
 
+Pacing, for an election to watch (``make demo``): ``--rate`` caps the votes cast per second, handed out in steps
+of a tenth of a second so that they arrive evenly, not batch by batch; ``--turnout`` is the share of voters who
+vote. Who stays home depends on the voter ID and ``--seed`` alone (``stays_home``), not on the order of the
+messages, so a replay, another process or ``make demo`` (which prints voters left for the ballot page) agree.
+A voter who stays home has no vote stored and can vote on the ballot page.
+
 Bad input never stops the stage: a message that is not JSON, has no usable ``voter_id`` or names a voter who
 is not registered goes to ``dead_letter_topic`` with its original bytes and a reason, and creates no vote.
 """
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import random
 import sys
@@ -89,10 +96,52 @@ def parse_weights(spec: str, candidates: Sequence[Candidate]) -> list[float]:
     return weights
 
 
+def stays_home(voter_id: str, turnout: float, salt: int) -> bool:
+    """Whether this voter casts no vote at this turnout (the share of voters who vote), decided by the voter ID
+    and the salt alone: the same voters stay home whatever the order, the batch or the process."""
+    if turnout >= 1:
+        return False
+    digest = hashlib.blake2b(f"{salt}:{voter_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 >= turnout
+
+
+class Pacer:
+    """A cap of ``rate`` votes per second (0: none), a token bucket refilled continuously and holding a tenth of a
+    second's votes at most: votes are cast evenly, and a pause (no voters for a while) earns no burst after it."""
+
+    STEP_S = 0.1
+
+    def __init__(self, rate: float, clock=time.monotonic) -> None:
+        if rate < 0:
+            raise ValueError(f"--rate {rate} is below 0 (0 means no cap)")
+        self.rate = rate
+        self.clock = clock
+        self.capacity = max(1.0, rate * self.STEP_S)
+        self.allowance = 1.0
+        self.updated = clock()
+
+    def votes_allowed(self, most: int) -> int:
+        """How many votes, up to ``most``, may be cast now (0: wait ``seconds_to_wait()`` first)."""
+        if not self.rate:
+            return most
+        now = self.clock()
+        self.allowance = min(self.capacity, self.allowance + (now - self.updated) * self.rate)
+        self.updated = now
+        return max(0, min(most, int(self.allowance + 1e-9)))  # + 1e-9: a wait of seconds_to_wait() is enough
+
+    def spend(self, votes: int) -> None:
+        if self.rate:
+            self.allowance -= votes
+
+    def seconds_to_wait(self) -> float:
+        return max(0.0, (1.0 - self.allowance) / self.rate) if self.rate else 0.0
+
+
 @dataclass
 class Progress:
     votes_cast: int = 0
     already_voted: int = 0
+    stayed_home: int = 0
     rejected: int = 0
     started: float = 0.0
     last_report: float = 0.0
@@ -101,10 +150,10 @@ class Progress:
     def report(self, now: float, *, force: bool = False) -> None:
         if not force and now - self.last_report < PROGRESS_EVERY_S:
             return
-        total = self.votes_cast + self.already_voted + self.rejected
+        total = self.votes_cast + self.already_voted + self.stayed_home + self.rejected
         rate = (total - self.reported_total) / max(now - self.last_report, 1e-9)
-        logger.info("votes cast %d, already voted %d, rejected %d, %.0f messages/s",
-                    self.votes_cast, self.already_voted, self.rejected, rate)
+        logger.info("votes cast %d, already voted %d, stayed home %d, rejected %d, %.0f messages/s",
+                    self.votes_cast, self.already_voted, self.stayed_home, self.rejected, rate)
         self.last_report, self.reported_total = now, total
 
 
@@ -122,12 +171,17 @@ class VotingStage:
     """The consume -> cast -> store-offsets loop, with retries that never skip a message."""
 
     def __init__(self, settings: Settings, chooser_weights: str, stop: threading.Event, batch_size: int,
-                 rng: random.Random | None = None) -> None:
+                 seed: int | None = None, rate: float = 0.0, turnout: float = 1.0) -> None:
+        if not 0 <= turnout <= 1:
+            raise ValueError(f"--turnout {turnout} is not a share between 0 and 1")
         self.settings = settings
         self.stop = stop
         self.batch_size = batch_size
         self.weights_spec = chooser_weights
-        self.rng = rng or random.Random()
+        self.rng = random.Random(seed)
+        self.pacer = Pacer(rate)
+        self.turnout = turnout
+        self.turnout_salt = seed if seed is not None else self.rng.getrandbits(64)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTERS)
         self.connection = db.connect(settings)
         self.producer = Producer(kafka_io.producer_config(settings))
@@ -172,9 +226,12 @@ class VotingStage:
         storing: tuple[Batch, Future[StoredBatch | None]] | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ballot-box") as ballot_box_thread:
             while not self.stop.is_set():
-                messages = self.consumer.consume(num_messages=self.batch_size, timeout=0.5)
+                allowed = self.pacer.votes_allowed(self.batch_size)
+                messages = self.consumer.consume(num_messages=allowed, timeout=0.5) if allowed else []
                 now = time.monotonic()
                 batch = self.prepare(messages) if messages else None
+                if batch is not None:
+                    self.pacer.spend(sum(ballot.candidate_id is not None for ballot in batch.ballots))
                 finished = self._finish(storing) if storing else True
                 storing = None
                 if not finished:
@@ -182,6 +239,8 @@ class VotingStage:
                 if batch is not None:
                     last_message_at = now
                     storing = (batch, ballot_box_thread.submit(self._store, batch))
+                elif not allowed:
+                    self.stop.wait(self.pacer.seconds_to_wait())  # pacing (--rate), not synchronisation
                 elif exit_on_idle_s is not None and now - last_message_at >= exit_on_idle_s:
                     logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", exit_on_idle_s)
                     break
@@ -206,8 +265,8 @@ class VotingStage:
                 continue
             voter_ids.append(voter_id)
             batch.sources.append(message)
-        batch.ballots = [Ballot(voter_id, candidate_id) for voter_id, candidate_id
-                         in zip(voter_ids, self.chooser.choose(len(voter_ids)), strict=True)]
+        batch.ballots = [Ballot(voter_id, None if stays_home(voter_id, self.turnout, self.turnout_salt) else choice)
+                         for voter_id, choice in zip(voter_ids, self.chooser.choose(len(voter_ids)), strict=True)]
         return batch
 
     def _store(self, batch: Batch) -> StoredBatch | None:
@@ -227,6 +286,8 @@ class VotingStage:
         for result, message in zip(stored.results, batch.sources, strict=True):
             if result.rejection:
                 dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=result.rejection))
+            elif result.stayed_home:
+                self.progress.stayed_home += 1
             elif result.already_voted:
                 self.progress.already_voted += 1
             else:
@@ -297,7 +358,13 @@ def main(argv: list[str] | None = None) -> int:
                         help='make some candidates likelier, e.g. "Savior Party=3" (names, parties or ids; '
                              "default: uniform, or VOTING_WEIGHTS)")
     parser.add_argument("--batch-size", type=int, default=5000, help="voters consumed and stored per batch")
-    parser.add_argument("--seed", type=int, default=None, help="seed the candidate choice (reproducible runs)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed the candidate choice and who stays home (reproducible runs)")
+    parser.add_argument("--rate", type=float, default=None, metavar="VOTES_PER_S",
+                        help="cast at most this many votes per second, evenly (default: no cap, or VOTING_RATE)")
+    parser.add_argument("--turnout", type=float, default=None, metavar="FRACTION",
+                        help="the share of voters who vote; the others stay home, free to vote on the ballot page "
+                             "(default 1, or VOTING_TURNOUT)")
     args = parser.parse_args(argv)
 
     started = start_long_running()
@@ -305,8 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     settings, stop = started
     weights = args.weights if args.weights is not None else settings.voting_weights
+    rate = args.rate if args.rate is not None else settings.voting_rate
+    turnout = args.turnout if args.turnout is not None else settings.voting_turnout
     try:
-        stage = VotingStage(settings, weights, stop, args.batch_size, random.Random(args.seed))
+        stage = VotingStage(settings, weights, stop, args.batch_size, args.seed, rate, turnout)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -84,6 +84,18 @@ def test_unregistered_voters_and_unknown_candidates_are_rejected_and_nothing_is_
     assert [message["voter_id"] for message in published(election)] == [other]
 
 
+def test_a_voter_who_stays_home_stores_nothing_and_an_earlier_vote_of_theirs_stands(election, ballot_box):
+    (home, voted_earlier, *_), (candidate, _) = registered(election)
+    ballot_box.cast([Ballot(voted_earlier, candidate)], now=NOON)
+    results = ballot_box.cast([Ballot(home, None), Ballot(voted_earlier, None), Ballot("nobody", None)],
+                              now=NOON + timedelta(minutes=1))
+    assert [(result.stayed_home, result.already_voted) for result in results[:2]] == [(True, False), (False, True)]
+    assert results[1].vote.candidate_id == candidate
+    assert results[2].rejection == "voter 'nobody' is not registered"
+    assert query(election, "SELECT voter_id, voting_time FROM votes") == [(voted_earlier, NOON)]
+    assert [message["voter_id"] for message in published(election)] == [voted_earlier, voted_earlier]
+
+
 def test_a_ballot_for_an_unknown_candidate_does_not_hide_the_voters_valid_one(election, ballot_box):
     (voter, *_), (candidate, _) = registered(election)
     results = ballot_box.cast([Ballot(voter, "no-such-candidate"), Ballot(voter, candidate)], now=NOON)

@@ -16,6 +16,7 @@ from psycopg2 import sql
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.voting import stays_home
 from tests.conftest import query, read_topic, run_script
 from tests.test_people import RECORDED, RandomUserReplay
 
@@ -172,6 +173,29 @@ def test_several_voting_processes_share_the_work_through_the_consumer_group(elec
     outputs = [process.communicate(timeout=300)[1] for process in processes]
     assert all(process.returncode == 0 for process in processes), outputs
     assert_every_voter_voted_exactly_once(election, 3000)
+
+
+def test_at_a_turnout_below_one_the_voters_who_stay_home_have_no_vote_and_no_dead_letter(election):
+    seed(election, "--voters", "1000")
+    result = vote(election, "--turnout", "0.6", "--seed", "11")
+    voters = [voter_id for (voter_id,) in query(election, "SELECT voter_id FROM voters")]
+    home = {voter_id for voter_id in voters if stays_home(voter_id, 0.6, salt=11)}
+    assert 300 <= len(home) <= 500
+    assert {voter_id for (voter_id,) in query(election, "SELECT voter_id FROM votes")} == set(voters) - home
+    assert f"stayed home {len(home)}, rejected 0" in result.stderr
+    assert read_topic(election, election.topic(topics.DEAD_LETTERS)) == []
+
+
+def test_a_rate_cap_spreads_the_votes_evenly_even_with_large_batches(election):
+    seed(election, "--voters", "150")
+    vote(election, "--rate", "40", "--batch-size", "5000")
+    times = [voting_time for (voting_time,) in query(election, "SELECT voting_time FROM votes ORDER BY 1")]
+    assert len(times) == 150
+    # Uncapped, the 150 votes are one batch with one voting_time. At 40/s they take 146 / 40 s after the first
+    # tenth of a second's 4; a vote's time is taken when its batch is stored, so allow the first batch's delay.
+    assert (times[-1] - times[0]).total_seconds() >= (150 - 2 * 4) / 40
+    most_at_once = max(Counter(times).values())
+    assert most_at_once <= 4, f"{most_at_once} votes were cast at one instant: a burst, not a flow"
 
 
 def votes_stored(election: Settings) -> int:
