@@ -52,8 +52,11 @@ down: ## Stop Kafka and PostgreSQL, keeping their data
 status: ## Show what runs where
 	@$(PY) -m realtime_voting.local_stack status || true
 
-demo: up ## Run the whole pipeline with the dashboard on http://localhost:8501 (Ctrl-C stops it)
-	@$(PY) -m realtime_voting.demo
+# A live election: DEMO_VOTERS, DEMO_RATE (votes/s) and DEMO_TURNOUT change it (defaults in realtime_voting/demo.py),
+# DEMO_KEEP=1 continues the election there is instead of starting a fresh one.
+demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctrl-C stops it)
+	@$(PY) -m realtime_voting.demo $(if $(DEMO_VOTERS),--voters $(DEMO_VOTERS)) $(if $(DEMO_RATE),--rate $(DEMO_RATE)) \
+		$(if $(DEMO_TURNOUT),--turnout $(DEMO_TURNOUT)) $(if $(DEMO_KEEP),--keep)
 
 # The tests start their own stack under $(TEST_STATE) on free ports (tests/conftest.py), so they never touch
 # services a user is running; the last line stops it even if pytest was interrupted.

@@ -46,19 +46,24 @@ def register(settings: Settings) -> data.Register:
     return data.fetch_register(settings)
 
 
-def bar_chart(frame: pd.DataFrame, category: str, title: str) -> alt.Chart:
+def colour_scale(colours: dict[str, str] | None) -> alt.Scale | type[alt.Undefined]:
+    """A fixed colour per value (``dashboard_data.candidate_colours``), or Vega-Lite's default order without one."""
+    return alt.Scale(domain=list(colours), range=list(colours.values())) if colours else alt.Undefined
+
+
+def bar_chart(frame: pd.DataFrame, category: str, title: str, colours: dict[str, str] | None = None) -> alt.Chart:
     return alt.Chart(frame, title=title).mark_bar().encode(
         x=alt.X("total_votes:Q", title="Votes"),
         y=alt.Y(f"{category}:N", sort="-x", title=None),
-        color=alt.Color(f"{category}:N", legend=None),
+        color=alt.Color(f"{category}:N", legend=None, scale=colour_scale(colours)),
         tooltip=[category, "total_votes", alt.Tooltip("share:Q", format=".1%")],
     )
 
 
-def donut_chart(frame: pd.DataFrame, category: str, title: str) -> alt.Chart:
+def donut_chart(frame: pd.DataFrame, category: str, title: str, colours: dict[str, str] | None = None) -> alt.Chart:
     return alt.Chart(frame, title=title).mark_arc(innerRadius=60).encode(
         theta="total_votes:Q",
-        color=alt.Color(f"{category}:N", title=None),
+        color=alt.Color(f"{category}:N", title=None, scale=colour_scale(colours)),
         tooltip=[category, "total_votes", alt.Tooltip("share:Q", format=".1%")],
     )
 
@@ -142,11 +147,12 @@ def show_results(settings: Settings) -> None:
                 f"the first votes on {settings.topic('votes_topic')} ({settings.kafka_bootstrap_servers}).")
         return
     show_leader(table)
+    colours = data.candidate_colours(table)
 
     st.subheader("Votes per candidate")
     charts = st.columns(2)
-    charts[0].altair_chart(bar_chart(table, "candidate_name", "Votes"), width="stretch")
-    charts[1].altair_chart(donut_chart(table, "candidate_name", "Share"), width="stretch")
+    charts[0].altair_chart(bar_chart(table, "candidate_name", "Votes", colours), width="stretch")
+    charts[1].altair_chart(donut_chart(table, "candidate_name", "Share", colours), width="stretch")
     shown = table[["candidate_name", "party_affiliation", "total_votes", "share"]].rename(columns={
         "candidate_name": "Candidate", "party_affiliation": "Party", "total_votes": "Votes", "share": "Share"})
     st.dataframe(shown, hide_index=True, width="stretch",
@@ -157,7 +163,8 @@ def show_results(settings: Settings) -> None:
     st.subheader("Votes per party and turnout by group")
     groups = st.columns(3)
     groups[0].altair_chart(bar_chart(data.tally_table(results, "aggregated_votes_per_party", "party_affiliation"),
-                                     "party_affiliation", "Votes per party"), width="stretch")
+                                     "party_affiliation", "Votes per party", data.party_colours(table)),
+                           width="stretch")
     groups[1].altair_chart(donut_chart(data.tally_table(results, "aggregated_turnout_by_gender", "gender"),
                                        "gender", "Turnout by gender"), width="stretch")
     ages = data.tally_table(results, "aggregated_turnout_by_age_group", "age_group").sort_values("age_group")
@@ -173,7 +180,7 @@ def show_results(settings: Settings) -> None:
         st.altair_chart(
             alt.Chart(race).mark_line(point=True).encode(
                 x=alt.X("window_end:T", title="Time (UTC)"), y=alt.Y("votes_so_far:Q", title="Votes so far"),
-                color=alt.Color("candidate_name:N", title="Candidate"),
+                color=alt.Color("candidate_name:N", title="Candidate", scale=colour_scale(colours)),
                 tooltip=["candidate_name", "window_end:T", "total_votes", "votes_so_far"]),
             width="stretch")
 

@@ -185,15 +185,40 @@ def tally_table(results: Results, topic: str, group: str) -> pd.DataFrame:
 
 
 def votes_over_time(results: Results) -> pd.DataFrame:
-    """Cumulative votes per candidate at the end of each minute, for the race chart."""
+    """Cumulative votes per candidate at the end of each minute, for the race chart; every candidate's line starts
+    from 0 at the start of the first minute with votes, so that it is a line from the first minute on."""
     frame = pd.DataFrame(results.rows("aggregated_votes_per_minute"),
-                         columns=["candidate_name", "window_end", "total_votes"])
+                         columns=["candidate_name", "window_start", "window_end", "total_votes"])
     if frame.empty:
-        return frame
-    frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True)
-    frame = frame.sort_values("window_end")
+        return frame.drop(columns="window_start")
+    start = pd.to_datetime(frame["window_start"], utc=True).min()
+    frame = pd.concat([
+        pd.DataFrame({"candidate_name": frame["candidate_name"].unique(), "window_end": start, "total_votes": 0}),
+        frame.drop(columns="window_start").assign(window_end=pd.to_datetime(frame["window_end"], utc=True)),
+    ]).sort_values("window_end", kind="stable").reset_index(drop=True)
     frame["votes_so_far"] = frame.groupby("candidate_name")["total_votes"].cumsum()
     return frame
+
+
+# Vega-Lite's own default palette (Tableau 10), handed out to the candidates in a fixed order so that a candidate
+# has one colour in every chart and keeps it while the counts, and so the charts' orders, change.
+PALETTE = ("#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac")
+
+
+def candidate_colours(table: pd.DataFrame) -> dict[str, str]:
+    """Candidate name -> colour, by candidate ID (the palette repeats after ten candidates)."""
+    names = table.sort_values("candidate_id")["candidate_name"]
+    return {name: PALETTE[index % len(PALETTE)] for index, name in enumerate(names)}
+
+
+def party_colours(table: pd.DataFrame) -> dict[str, str]:
+    """Party -> the colour of its first candidate (by candidate ID), so that a party looks like its candidate."""
+    colours = candidate_colours(table)
+    parties: dict[str, str] = {}
+    for candidate in table.sort_values("candidate_id").itertuples():
+        parties.setdefault(candidate.party_affiliation, colours[candidate.candidate_name])
+    return parties
 
 
 def page_of(frame: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:

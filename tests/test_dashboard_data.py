@@ -1,18 +1,23 @@
 """The dashboard's pure functions, on hand-made results."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
 from realtime_voting import dashboard_data as data
 
 
+def minute_before(end: str) -> str:
+    return (data.parse_time(end) - timedelta(minutes=1)).isoformat()
+
+
 def results_with(candidates: list[tuple[str, str, int]], minutes: list[tuple[str, str, int]] = ()) -> data.Results:
     per_candidate = {cid: {"candidate_id": cid, "candidate_name": name, "party_affiliation": f"{name} Party",
                            "photo_url": "", "total_votes": votes, "computed_at": "2026-11-24T12:00:05.000Z"}
                      for cid, name, votes in candidates}
-    per_minute = {f"{name}|{end}": {"candidate_name": name, "window_end": end, "total_votes": votes,
-                                    "computed_at": "2026-11-24T12:00:09.000Z"} for name, end, votes in minutes}
+    per_minute = {f"{name}|{end}": {"candidate_name": name, "window_start": minute_before(end), "window_end": end,
+                                    "total_votes": votes, "computed_at": "2026-11-24T12:00:09.000Z"}
+                  for name, end, votes in minutes}
     return data.Results({"aggregated_votes_per_candidate": per_candidate, "aggregated_votes_per_minute": per_minute})
 
 
@@ -43,7 +48,23 @@ def test_votes_over_time_accumulate_per_candidate():
                                                   ("Ann", "2026-11-24T12:01:00.000Z", 3),
                                                   ("Bob", "2026-11-24T12:01:00.000Z", 5)]))
     ann = race[race["candidate_name"] == "Ann"]
-    assert list(ann["votes_so_far"]) == [3, 7]
+    assert list(ann["votes_so_far"]) == [0, 3, 7]
+    assert list(ann["window_end"].dt.strftime("%H:%M")) == ["12:00", "12:01", "12:02"]
+
+
+def test_in_the_first_minute_every_candidate_already_has_a_line_from_zero():
+    race = data.votes_over_time(results_with([], [("Ann", "2026-11-24T12:01:00.000Z", 3),
+                                                  ("Bob", "2026-11-24T12:01:00.000Z", 5)]))
+    assert race.groupby("candidate_name")["votes_so_far"].apply(list).to_dict() == {"Ann": [0, 3], "Bob": [0, 5]}
+
+
+def test_a_candidate_and_their_party_have_one_colour_whatever_the_order_of_the_counts():
+    leading_ann = data.candidate_table(results_with([("a", "Ann", 30), ("b", "Bob", 10), ("c", "Cy", 20)]))
+    leading_bob = data.candidate_table(results_with([("a", "Ann", 1), ("b", "Bob", 50), ("c", "Cy", 2)]))
+    colours = data.candidate_colours(leading_ann)
+    assert colours == data.candidate_colours(leading_bob)
+    assert len(set(colours.values())) == 3
+    assert data.party_colours(leading_bob) == {f"{name} Party": colour for name, colour in colours.items()}
 
 
 def test_pages_are_clamped_to_the_rows_there_are():
