@@ -140,7 +140,7 @@ def voters_who_stay_home(settings: Settings, args: argparse.Namespace, count: in
 def announce(settings: Settings, args: argparse.Namespace, running: dict[str, subprocess.Popen[bytes]]) -> None:
     seconds = args.voters * args.turnout / args.rate if args.rate else 0
     duration = f"{seconds / 60:.0f} minutes" if seconds >= 90 else f"{seconds:.0f} seconds"
-    how_long = f", for about {duration} at {args.rate:g} votes/s" if args.rate else ""
+    how_long = f", for about {duration} at {args.rate:g} votes/s" if args.rate and not args.keep else ""
     say(f"\nThe election is running: {args.voters:,} voters, {args.turnout:.0%} of them vote{how_long}.")
     say(f"  Kafka {settings.kafka_bootstrap_servers}   PostgreSQL {settings.postgres_host}:{settings.postgres_port}/"
         f"{settings.postgres_db} (schema {settings.postgres_schema})")

@@ -1,12 +1,9 @@
 """The "Cast your vote" page, headless (Streamlit's AppTest) against the real stack; its sign-in throttling as pure
-functions; and one vote cast in a real browser and counted by the running Spark job."""
+functions. A vote cast in a real browser and counted by the running Spark job: tests/test_demo.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import replace
 
@@ -17,9 +14,9 @@ from streamlit.testing.v1 import AppTest
 from realtime_voting import ballot_page, kafka_io, topics
 from realtime_voting.ballot_page import NO_MATCH, SignInAttempts, after_failure, seconds_to_wait, wait_after
 from realtime_voting.dashboard import BALLOT_PAGE
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.settings import Settings
 from tests.conftest import free_ports, query, read_topic
-from tests.test_dashboard import SCREENSHOTS, app_in_a_browser, page
+from tests.test_dashboard import page
 from tests.test_seeding_and_voting import seed
 
 
@@ -206,49 +203,6 @@ def test_unreachable_kafka_is_named_when_casting_and_nothing_is_stored(seeded, m
     assert f"Kafka at {no_broker.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable" in error
     assert "your vote was not cast" in error
     assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
-
-
-def test_a_vote_cast_in_a_real_browser_is_counted_on_the_results_page(seeded):
-    from playwright.sync_api import expect
-
-    (voter, number), *_ = voters(seeded)
-    [(name, party)] = query(seeded, "SELECT candidate_name, party_affiliation FROM candidates "
-                                    "ORDER BY candidate_id LIMIT 1")
-    environment = {**os.environ, **seeded.as_environment()}
-    counting = subprocess.Popen([sys.executable, "spark_streaming.py"], cwd=REPO_ROOT, env=environment,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # counts while we vote
-    try:
-        with app_in_a_browser(seeded, "/vote") as browser_page:
-            browser_page.get_by_label("Voter ID").fill(voter)
-            browser_page.get_by_label("Registration number").fill(number)
-            browser_page.get_by_role("button", name="Sign in").click()
-            expect(browser_page.get_by_text("Signed in as")).to_be_visible(timeout=30_000)
-            browser_page.get_by_text(f"{name} ({party})").click()
-            browser_page.get_by_text("I confirm my choice").click()
-            # Every photo drawn before the picture is taken.
-            browser_page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stImage] img')]"
-                                           ".filter(img => img.complete && img.naturalWidth > 0).length >= 2")
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            browser_page.screenshot(path=SCREENSHOTS / "ballot.png",
-                                    clip={"x": 0, "y": 0, "width": 1400, "height": 860})
-            browser_page.get_by_role("button", name="Cast my vote").click()
-            expect(browser_page.get_by_text(f"Your vote for {name}")).to_be_visible(timeout=30_000)
-
-            browser_page.get_by_text("See the results").click()
-            votes_cast = browser_page.get_by_test_id("stMetric").filter(has_text="Votes cast")
-            expect(votes_cast.get_by_test_id("stMetricValue")).to_have_text("1", timeout=30_000)
-            # Counted by the Spark job (started with this test, so allow for its start): the leader's line.
-            expect(browser_page.get_by_text("1 votes (100.0%)")).to_be_visible(timeout=180_000)
-            expect(browser_page.get_by_text(name).first).to_be_visible()
-    finally:
-        counting.terminate()  # SIGTERM: the job stops its queries and Spark in order
-        try:
-            counting.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            counting.kill()
-            counting.wait()
-    assert query(seeded, "SELECT voter_id FROM votes") == [(voter,)]
-    assert (SCREENSHOTS / "ballot.png").stat().st_size > 10_000
 
 
 # --- Sign-in throttling, as pure functions of the failures and the clock. ---

@@ -1,21 +1,14 @@
 """The dashboard page, headless (Streamlit's AppTest) against the real stack after a small counted election,
-and in its empty and unreachable states."""
+and in its empty and unreachable states. In a real browser, during a live election: tests/test_demo.py."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import Page
 from psycopg2 import sql
 from streamlit.testing.v1 import AppTest
 
@@ -24,14 +17,6 @@ from realtime_voting.settings import REPO_ROOT, Settings
 from tests.conftest import free_ports, query, run_script
 
 APP = str(REPO_ROOT / "streamlit_app.py")
-SCREENSHOTS = REPO_ROOT / ".local" / "screenshots"
-ALL_DRAWN = """() => {
-    const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
-                                             + '[data-testid="stVegaLiteChart"] svg.marks');
-    const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
-    return charts.length >= 6 && tables.length >= 2
-        && tables.every(table => table.querySelectorAll('[role=gridcell], td').length > 0);
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -131,59 +116,3 @@ def test_unreachable_services_are_named_instead_of_a_traceback(monkeypatch):
     assert f"localhost:{postgres_port}" in errors and "POSTGRES_HOST" in errors
     assert f"localhost:{kafka_port}" in errors and "KAFKA_BOOTSTRAP_SERVERS" in errors
     assert metric(app, "Votes cast") == "n/a"
-
-
-@contextmanager
-def app_in_a_browser(settings: Settings, path: str = "/") -> Iterator[Page]:
-    """streamlit_app.py served on a free port with ``settings`` in its environment, opened at ``path`` in Debian's
-    headless Chromium (the test is skipped without it)."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("no Chromium: `make setup` installs Debian's chromium package when it runs as root")
-    from playwright.sync_api import sync_playwright
-
-    port = free_ports(1)[0]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", APP, "--server.headless", "true", "--server.port", str(port),
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO_ROOT, env={**os.environ, **settings.as_environment()},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-sync"])
-            try:
-                # Tall enough for the whole page: Streamlit scrolls inside its own container, not the window.
-                browser_page = browser.new_page(viewport={"width": 1400, "height": 3000})
-                deadline = time.monotonic() + 60
-                while True:  # the server takes a few seconds to listen
-                    try:
-                        browser_page.goto(f"http://localhost:{port}{path}")
-                        break
-                    except PlaywrightError:
-                        assert time.monotonic() < deadline and server.poll() is None, "streamlit did not start"
-                        time.sleep(0.5)  # retry interval, bounded by the deadline
-                yield browser_page
-            finally:
-                browser.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def test_the_dashboard_in_a_real_browser_shows_the_votes_cast(counted_election):
-    from playwright.sync_api import expect
-
-    votes = query(counted_election, "SELECT count(*) FROM votes")[0][0]
-    with app_in_a_browser(counted_election) as browser_page:
-        votes_cast = browser_page.get_by_test_id("stMetric").filter(has_text="Votes cast")
-        expect(votes_cast.get_by_test_id("stMetricValue")).to_have_text(f"{votes:,}", timeout=60_000)
-        expect(browser_page.get_by_text("Leading candidate").or_(
-            browser_page.get_by_text("Tie:"))).to_be_visible(timeout=60_000)
-        # Every chart and both tables drawn (not loading skeletons) before the picture is taken.
-        browser_page.wait_for_function(ALL_DRAWN, timeout=60_000)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        browser_page.screenshot(path=SCREENSHOTS / "dashboard.png")
-    assert (SCREENSHOTS / "dashboard.png").stat().st_size > 10_000

@@ -1,0 +1,59 @@
+"""Debian's headless Chromium driven by Playwright, for the tests that look at the web app as a person does."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import Page
+
+from realtime_voting.settings import REPO_ROOT
+
+SCREENSHOTS = REPO_ROOT / ".local" / "screenshots"
+# Every chart of the results page and both its tables drawn (not loading skeletons): ready for a picture.
+ALL_DRAWN = """() => {
+    const charts = document.querySelectorAll('[data-testid="stVegaLiteChart"] canvas, '
+                                             + '[data-testid="stVegaLiteChart"] svg.marks');
+    const tables = [...document.querySelectorAll('[data-testid="stDataFrame"]')];
+    return charts.length >= 6 && tables.length >= 2
+        && tables.every(table => table.querySelectorAll('[role=gridcell], td').length > 0);
+}"""
+
+
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """A page of Debian's headless Chromium (the test is skipped without it), tall enough for a whole Streamlit
+    page: Streamlit scrolls inside its own container, not the window."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no Chromium: `make setup` installs Debian's chromium package when it runs as root")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--no-first-run", "--disable-sync"])
+        try:
+            yield browser.new_page(viewport={"width": 1400, "height": 3000})
+        finally:
+            browser.close()
+
+
+def open_when_served(page: Page, url: str, server_alive: Callable[[], bool], timeout_s: float = 60) -> None:
+    """Open ``url`` once its server listens (a Streamlit server takes a few seconds to start)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            page.goto(url)
+            return
+        except PlaywrightError:
+            assert time.monotonic() < deadline and server_alive(), f"nothing served {url} within {timeout_s}s"
+            time.sleep(0.5)  # retry interval, bounded by the deadline
+
+
+def metric_value(page: Page, label: str) -> str:
+    return page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue").inner_text()
