@@ -12,17 +12,17 @@ BENCH_RATE ?= 1000
 BENCH_SECONDS ?= 60
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser up down status demo test bench lint clean
+.PHONY: help setup browser up down status demo test bench lint clean compose-up compose-down
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, this is " + sys.version' \
 		|| { echo "error: set PYTHON=/path/to/python3.10+"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing Python packages into $(VENV) (requirements.txt)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@echo "Installing Python packages into $(VENV) (requirements.txt, requirements-dev.txt)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
 $(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
@@ -68,6 +68,17 @@ test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL an
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
 	@$(PY) bench/run_bench.py --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
+
+# Docker: the same system in containers (docker-compose.yaml). A fresh clone has no .env: .env.example's values then.
+COMPOSE_ENV_FILE := $(if $(wildcard .env),,--env-file .env.example)
+ARGS ?=
+
+compose-up: ## Run everything in containers; installs Docker and Compose first if missing (README: Run with Docker)
+	@bash docker/prepare-host.sh
+	@docker compose $(COMPOSE_ENV_FILE) up -d --build --wait $(ARGS)
+
+compose-down: ## Stop the containers, keeping their data (ARGS=-v deletes the volumes too)
+	@docker compose $(COMPOSE_ENV_FILE) down $(ARGS)
 
 lint: setup ## Check the code with ruff
 	@$(PY) -m ruff check .

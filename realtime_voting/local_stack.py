@@ -13,6 +13,10 @@
 Everything they write lives under ``Settings.state_dir`` (default ``.local/``): ``data/``, ``logs/``,
 ``run/`` (pid files, sockets) and ``config/``, so deleting that folder is a full reset. ``up`` is idempotent,
 ``down`` keeps the data, and both services listen on localhost only.
+
+``serve kafka|postgres`` runs one of them in the foreground, listening on every interface and logging to the
+console, as a container does (``docker-compose.yaml``): the same server, configured by the same code.
+``ready kafka|postgres`` exits 0 when it accepts connections (the containers' healthchecks).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NoReturn
 
 from psycopg2 import sql
 
@@ -45,6 +50,8 @@ LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 KAFKA_HEAP = ["-Xms256m", "-Xmx1g"]
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
+EXTERNAL_PORT = 9094  # a served broker's listener for clients outside its network (the host), see serve
+EVERY_HOST_WITH_PASSWORD = "host all all all scram-sha-256"
 
 
 class StackError(RuntimeError):
@@ -157,17 +164,24 @@ class KafkaBroker:
         detail = f"pid {pid}, log {self.log_file}" if pid else f"log {self.log_file}"
         return ServiceStatus(self.name, pid is not None and _port_is_open(self.host, self.port), self.address, detail)
 
-    def _write_config(self) -> None:
+    def _write_config(self, external: str | None = None, *, console: bool = False) -> None:
+        """The broker's configuration. Served (``external`` given): it listens on every interface, on the port of
+        ``KAFKA_BOOTSTRAP_SERVERS`` by that name, and on ``EXTERNAL_PORT`` as ``external`` (the host's address)."""
         controller = f"{self.host}:{self.settings.kafka_controller_port}"
+        listeners = {"PLAINTEXT": (f"{self.address}", self.address)}
+        if external is not None:
+            listeners = {"PLAINTEXT": (f"0.0.0.0:{self.port}", self.address),
+                         "EXTERNAL": (f"0.0.0.0:{EXTERNAL_PORT}", external)}
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": controller,
-            "listeners": f"PLAINTEXT://{self.address},CONTROLLER://{controller}",
-            "advertised.listeners": f"PLAINTEXT://{self.address}",
+            "listeners": ",".join([*(f"{name}://{bind}" for name, (bind, _) in listeners.items()),
+                                   f"CONTROLLER://{controller}"]),
+            "advertised.listeners": ",".join(f"{name}://{address}" for name, (_, address) in listeners.items()),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "listener.security.protocol.map": ",".join(f"{name}:PLAINTEXT" for name in ("CONTROLLER", *listeners)),
             "log.dirs": str(self.data_dir),
             # A single node can only keep one copy of each internal topic.
             "offsets.topic.replication.factor": "1",
@@ -182,8 +196,10 @@ class KafkaBroker:
         }
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        appender = ("appender.file.type = Console\nappender.file.name = FILE\nappender.file.target = SYSTEM_OUT\n"
+                    "appender.file.layout.type = PatternLayout\nappender.file.layout.pattern = [%d] %p %m (%c)%n\n")
         self.log4j_file.write_text(
-            "status = warn\n"
+            "status = warn\n" + (appender if console else
             "appender.file.type = RollingFile\n"
             "appender.file.name = FILE\n"
             f"appender.file.fileName = {self.log_file}\n"
@@ -194,7 +210,7 @@ class KafkaBroker:
             "appender.file.policies.size.type = SizeBasedTriggeringPolicy\n"
             "appender.file.policies.size.size = 50MB\n"
             "appender.file.strategy.type = DefaultRolloverStrategy\n"
-            "appender.file.strategy.max = 3\n"
+            "appender.file.strategy.max = 3\n") +
             "rootLogger.level = INFO\n"
             "rootLogger.appenderRef.file.ref = FILE\n"
             "logger.kafka.name = kafka\n"
@@ -264,6 +280,13 @@ class KafkaBroker:
                 f"{_tail(self.log_file)}\n{_tail(self.stdout_file)}"
             )
         return f"Kafka started on {self.address} (pid {process.pid}, log {self.log_file})"
+
+    def serve(self, external: str) -> NoReturn:
+        """Become the broker, in the foreground, logging to the console (a container's one process)."""
+        self._write_config(external, console=True)
+        self._format_storage_once()
+        command = self._java("kafka.Kafka", str(self.config_file))
+        os.execv(command[0], command)
 
     def stop(self) -> str:
         pid = self.pid()
@@ -355,6 +378,14 @@ class PostgresServer:
             )
         return result
 
+    def is_ready(self) -> bool:
+        """Whether the server answers on its address and has the election's database."""
+        try:
+            db.wait_for_postgres(self.settings, timeout_s=1.0)
+            return True
+        except db.PostgresUnavailable:
+            return False
+
     def is_running(self) -> bool:
         if not (self.data_dir / "PG_VERSION").exists():
             return False
@@ -387,8 +418,8 @@ class PostgresServer:
         finally:
             password_file.unlink(missing_ok=True)
 
-    def _create_database_once(self) -> None:
-        connection = db.connect(self.settings, dbname="postgres")
+    def _create_database_once(self, settings: Settings | None = None) -> None:
+        connection = db.connect(settings or self.settings, dbname="postgres")
         try:
             connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
             with connection.cursor() as cursor:
@@ -428,6 +459,28 @@ class PostgresServer:
         self._create_database_once()
         return f"PostgreSQL started on {self.address}, database {self.settings.postgres_db!r} (log {self.log_file})"
 
+    def serve(self) -> NoReturn:
+        """Become the server, in the foreground, on every interface with passwords (a container's one process):
+        the cluster and the database are made first if missing, by a short start on localhost."""
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._init_cluster_once()
+        hba = self.data_dir / "pg_hba.conf"
+        if EVERY_HOST_WITH_PASSWORD not in hba.read_text():
+            with hba.open("a") as rules:
+                rules.write(f"# Other containers, with the password (realtime_voting.local_stack serve)\n"
+                            f"{EVERY_HOST_WITH_PASSWORD}\n")
+        port = str(self.settings.postgres_port)
+        self._checked("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
+                      "-o", f"-c listen_addresses=localhost -p {port} -k {self.socket_dir}")
+        try:
+            self._create_database_once(replace(self.settings, postgres_host="localhost"))
+        finally:
+            self._checked("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+        postgres = str(self.bin_dir() / "postgres")
+        os.execv(postgres, [postgres, "-D", str(self.data_dir), "-c", "listen_addresses=*", "-p", port,
+                            "-k", str(self.socket_dir)])
+
     def stop(self) -> str:
         if not self.is_running():
             return "PostgreSQL is not running"
@@ -455,11 +508,24 @@ class LocalStack:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime_voting.local_stack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "serve", "ready"])
+    parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="with serve and ready")
+    parser.add_argument("--external", metavar="HOST:PORT",
+                        help=f"serve kafka: the address clients outside its network reach port {EXTERNAL_PORT} at")
     args = parser.parse_args(argv)
+    if (args.command in ("serve", "ready")) != (args.service is not None):
+        parser.error("serve and ready take a service (kafka or postgres), the other commands none")
     configure_logging()
-    stack = LocalStack(Settings.from_env())
+    settings = Settings.from_env()
+    stack = LocalStack(settings)
     try:
+        if args.command == "ready":
+            ready = KafkaBroker(settings).is_ready() if args.service == "kafka" else PostgresServer(settings).is_ready()
+            return 0 if ready else 1
+        if args.command == "serve" and args.service == "kafka":
+            KafkaBroker(settings).serve(args.external or settings.kafka_bootstrap_servers)
+        if args.command == "serve":
+            PostgresServer(settings).serve()
         if args.command == "status":
             statuses = stack.status()
             for status in statuses:

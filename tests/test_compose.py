@@ -1,0 +1,160 @@
+"""``make compose-up`` for real: the whole system in containers, scaled, hurt, and counted exactly once.
+
+From nothing (the engine, Compose and the base image are installed or made by ``make compose-up`` itself), it
+starts the compose stack as its own project on free ports, scales voting to 3 and the Spark workers to 2, seeds
+20,000 voters through the ``seed`` service, checks on the Spark master that the counting job has executors on
+both workers, SIGKILLs one worker and restarts Kafka while votes flow, then waits until the results on the
+``aggregated_*`` topics equal the ``votes`` table, and the dashboard shows every vote. ``make compose-down
+ARGS=-v`` removes it all but the image. Every step has a deadline; when one fails, the services' last log
+lines are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+import psycopg2
+import pytest
+
+from realtime_voting import dashboard_data
+from realtime_voting.settings import REPO_ROOT, Settings
+from tests.browser import chromium_page, metric_value, open_when_served
+from tests.conftest import free_ports, query
+
+VOTERS = 20_000
+SERVICES = ("kafka", "postgres", "spark-master", "spark-worker", "spark-job", "seed", "voting", "dashboard")
+
+
+class ComposeStack:
+    """One compose project of this test's own, driven through the Makefile and ``docker compose``."""
+
+    def __init__(self) -> None:
+        kafka, postgres, dashboard, spark_ui = free_ports(4)
+        self.environment = {
+            **os.environ,
+            "COMPOSE_PROJECT_NAME": f"rv-test-{uuid.uuid4().hex[:6]}",
+            "KAFKA_PUBLISHED_PORT": str(kafka), "POSTGRES_PUBLISHED_PORT": str(postgres),
+            "DASHBOARD_PUBLISHED_PORT": str(dashboard), "SPARK_UI_PUBLISHED_PORT": str(spark_ui),
+            # Votes paced (200 a second per replica) so that the faults land while they flow.
+            "VOTING_RATE": "200",
+        }
+        defaults = Settings.from_env({})
+        self.settings = replace(defaults, kafka_bootstrap_servers=f"localhost:{kafka}", postgres_port=postgres)
+        self.dashboard_url = f"http://localhost:{dashboard}"
+        self.spark_ui_url = f"http://localhost:{spark_ui}"
+
+    def make(self, target: str, *args: str, timeout_s: float) -> None:
+        self.run(["make", target, "COMPOSE_ENV_FILE=--env-file .env.example", *args], timeout_s=timeout_s)
+
+    def compose(self, *args: str, timeout_s: float = 300) -> str:
+        return self.run(["docker", "compose", "--env-file", ".env.example", *args], timeout_s=timeout_s)
+
+    def run(self, command: list[str], timeout_s: float) -> str:
+        try:
+            result = subprocess.run(command, cwd=REPO_ROOT, env=self.environment, capture_output=True, text=True,
+                                    timeout=timeout_s, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as error:
+            pytest.fail(f"`{' '.join(command)}` did not finish within {timeout_s:.0f}s\n{self.logs()}"
+                        f"\n{error.stdout or ''}{error.stderr or ''}")
+        if result.returncode != 0:
+            pytest.fail(f"`{' '.join(command)}` exited {result.returncode}:\n{result.stdout[-3000:]}"
+                        f"{result.stderr[-3000:]}\n{self.logs()}")
+        return result.stdout
+
+    def logs(self, lines: int = 25) -> str:
+        """The last log lines of every service, for a failure's message."""
+        result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "logs", "--no-color",
+                                 "--tail", str(lines), *SERVICES], cwd=REPO_ROOT, env=self.environment,
+                                capture_output=True, text=True, timeout=60)
+        return f"--- last {lines} log lines of each service ---\n{result.stdout[-12000:]}"
+
+    def containers(self, service: str) -> list[str]:
+        return self.compose("ps", "--quiet", service).split()
+
+    def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} within {timeout_s:.0f}s\n{self.logs()}")
+            time.sleep(2)  # polling interval of the condition, bounded by the deadline
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[ComposeStack]:
+    if os.geteuid() != 0 and shutil.which("docker") is None:
+        pytest.skip("no Docker here, and only root can install it (make compose-up)")
+    compose = ComposeStack()
+    try:
+        started = time.monotonic()
+        compose.make("compose-up", timeout_s=1800)
+        print(f"make compose-up took {time.monotonic() - started:.0f}s")
+        yield compose
+    finally:
+        compose.make("compose-down", "ARGS=-v", timeout_s=300)
+
+
+def spark_master_state(stack: ComposeStack) -> dict:
+    with urllib.request.urlopen(f"{stack.spark_ui_url}/json/", timeout=5) as response:
+        return json.load(response)
+
+
+def counting_job_runs_on_both_workers(stack: ComposeStack) -> bool:
+    state = spark_master_state(stack)
+    workers = [worker for worker in state["workers"] if worker["state"] == "ALIVE"]
+    return (len(state["activeapps"]) == 1 and len(workers) == 2
+            and all(worker["coresused"] > 0 for worker in workers))
+
+
+def votes_cast(stack: ComposeStack) -> int:
+    try:
+        return query(stack.settings, "SELECT count(*) FROM votes")[0][0]
+    except psycopg2.Error:  # PostgreSQL restarting, or the tables not made yet
+        return 0
+
+
+def totals_match_the_votes_table(stack: ComposeStack, reader: dashboard_data.ResultsReader) -> bool:
+    results = reader.snapshot()
+    per_candidate = {row["candidate_id"]: row["total_votes"] for row in results.rows("aggregated_votes_per_candidate")}
+    per_state = {row["state"]: row["total_votes"] for row in results.rows("aggregated_turnout_by_location")}
+    return (per_candidate == dict(query(stack.settings, "SELECT candidate_id, count(*) FROM votes GROUP BY 1"))
+            and per_state == dict(query(stack.settings, "SELECT address_state, count(*) FROM votes "
+                                                        "JOIN voters USING (voter_id) GROUP BY 1")))
+
+
+def test_the_compose_stack_scaled_and_hurt_counts_every_vote_exactly_once(stack):
+    stack.compose("up", "-d", "--wait", "--scale", "voting=3", "--scale", "spark-worker=2", timeout_s=600)
+    assert len(stack.containers("voting")) == 3
+    stack.wait_until(lambda: counting_job_runs_on_both_workers(stack), 180,
+                     "the counting job did not get executors on both Spark workers")
+
+    stack.compose("run", "--rm", "seed", "python", "main.py", "--voters", str(VOTERS), "--source", "offline")
+    assert query(stack.settings, "SELECT count(*) FROM voters") == [(VOTERS,)]
+    stack.wait_until(lambda: votes_cast(stack) >= 3000, 180, "votes did not start to flow")
+
+    # Faults while votes flow: one worker (and its executor) killed outright, the broker restarted.
+    stack.run(["docker", "kill", "--signal", "KILL", stack.containers("spark-worker")[0]], timeout_s=60)
+    stack.compose("restart", "kafka", timeout_s=180)
+    assert votes_cast(stack) < VOTERS, "the faults came after the last vote: they tested nothing"
+
+    stack.wait_until(lambda: votes_cast(stack) == VOTERS, 600, f"the {VOTERS:,} voters did not all vote")
+    assert query(stack.settings, "SELECT count(*) FROM voters LEFT JOIN votes USING (voter_id) "
+                                 "WHERE votes.voter_id IS NULL") == [(0,)]
+    reader = dashboard_data.ResultsReader(stack.settings)  # from the host, through the published port
+    try:
+        stack.wait_until(lambda: totals_match_the_votes_table(stack, reader), 600,
+                         "the aggregated_* totals did not come to equal the votes table")
+    finally:
+        reader.close()
+
+    with chromium_page() as page:
+        open_when_served(page, stack.dashboard_url, lambda: True)
+        stack.wait_until(lambda: metric_value(page, "Votes cast") == f"{VOTERS:,}", 120,
+                         "the dashboard did not show every vote cast")
