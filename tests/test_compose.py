@@ -135,7 +135,9 @@ def test_the_compose_stack_scaled_and_hurt_counts_every_vote_exactly_once(stack)
     stack.wait_until(lambda: counting_job_runs_on_both_workers(stack), 180,
                      "the counting job did not get executors on both Spark workers")
 
-    stack.compose("run", "--rm", "seed", "python", "main.py", "--voters", str(VOTERS), "--source", "offline")
+    # --no-deps: Kafka and PostgreSQL run already, and Compose may otherwise recreate them.
+    stack.compose("run", "--rm", "--no-deps", "seed", "python", "main.py", "--voters", str(VOTERS),
+                  "--source", "offline")
     assert query(stack.settings, "SELECT count(*) FROM voters") == [(VOTERS,)]
     stack.wait_until(lambda: votes_cast(stack) >= 3000, 180, "votes did not start to flow")
 
