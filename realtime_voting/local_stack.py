@@ -168,7 +168,7 @@ class KafkaBroker:
         """The broker's configuration. Served (``external`` given): it listens on every interface, on the port of
         ``KAFKA_BOOTSTRAP_SERVERS`` by that name, and on ``EXTERNAL_PORT`` as ``external`` (the host's address)."""
         controller = f"{self.host}:{self.settings.kafka_controller_port}"
-        listeners = {"PLAINTEXT": (f"{self.address}", self.address)}
+        listeners = {"PLAINTEXT": (self.address, self.address)}
         if external is not None:
             listeners = {"PLAINTEXT": (f"0.0.0.0:{self.port}", self.address),
                          "EXTERNAL": (f"0.0.0.0:{EXTERNAL_PORT}", external)}
