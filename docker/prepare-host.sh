@@ -73,7 +73,11 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
         say "pulled $BASE_IMAGE"
     else
         command -v debootstrap >/dev/null || apt_install debootstrap
-        mirror=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
+        # The mirror apt uses here, from one-line (sources.list, *.list) or deb822 (*.sources) entries.
+        mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources \
+                     2>/dev/null | sed -n -E \
+                     's#^(URIs:|deb)[[:space:]]+(\[[^]]*\][[:space:]]+)?(https?://[^ ]*/debian)/?([[:space:]].*)?$#\3#p' \
+                 | head -1 || true)  # some of those files do not exist
         mirror=${mirror:-http://deb.debian.org/debian}
         rootfs=$(mktemp -d)
         trap 'rm -rf "$rootfs"' EXIT

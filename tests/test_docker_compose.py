@@ -33,6 +33,8 @@ SERVICES = {"kafka", "postgres", "spark-master", "spark-worker", "spark-job", "s
 SCALABLE = ("voting", "spark-worker")
 # Spark's own variables, which its Worker reads (not realtime_voting/settings.py).
 SPARK_WORKER_VARIABLES = {"SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY", "SPARK_WORKER_DIR"}
+# Set by Compose itself, from the project's name (`name:`, -p or the variable).
+COMPOSE_OWN_VARIABLES = {"COMPOSE_PROJECT_NAME"}
 # What the image must not carry: the tests' and the linters' tools (requirements-dev.txt).
 DEV_TOOLS = {"pytest", "pytest-timeout", "playwright", "ruff", "jsonschema", "pyyaml"}
 
@@ -178,7 +180,7 @@ def test_env_example_sets_every_required_variable_and_lists_every_other():
         f"required in docker-compose.yaml but without a value in .env.example: "
         f"{sorted(name for name in required if not set_values.get(name))}"
     )
-    undocumented = used - set(set_values) - set(documented)
+    undocumented = used - set(set_values) - set(documented) - COMPOSE_OWN_VARIABLES
     assert not undocumented, f"used in docker-compose.yaml, not in .env.example: {sorted(undocumented)}"
     with pytest.raises(MissingVariable):  # and without .env, compose stops with the message instead of guessing
         load_compose({})
@@ -228,8 +230,12 @@ def test_every_published_port_is_on_localhost_only_at_a_port_env_chooses(compose
 
 def test_every_service_runs_the_one_image_built_here_with_runtime_packages_only(compose):
     images = {service["image"] for service in compose["services"].values()}
-    builds = [service["build"] for service in compose["services"].values() if "build" in service]
-    assert len(images) == 1 and len(builds) == 1 and builds[0]["context"] == "."
+    builders = [name for name, service in compose["services"].items() if "build" in service]
+    assert len(images) == 1 and len(builders) == 1, (
+        f"{images} built by {builders}: one image, built once (each build of it is an image of its own)")
+    assert compose["services"][builders[0]]["build"]["context"] == "."
+    assert all(service["pull_policy"] == "never" for name, service in compose["services"].items()
+               if name not in builders), "a service may pull the image, which is on no registry"
     runtime = {re.split(r"[=<>\[ ]", line, maxsplit=1)[0].lower()
                for line in (REPO_ROOT / "requirements.txt").read_text().splitlines()
                if line.strip() and not line.startswith("#")}
