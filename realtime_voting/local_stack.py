@@ -196,21 +196,26 @@ class KafkaBroker:
         }
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
-        appender = ("appender.file.type = Console\nappender.file.name = FILE\nappender.file.target = SYSTEM_OUT\n"
-                    "appender.file.layout.type = PatternLayout\nappender.file.layout.pattern = [%d] %p %m (%c)%n\n")
-        self.log4j_file.write_text(
-            "status = warn\n" + (appender if console else
+        # Served: to the console, which is a container's log; otherwise to a rolling file in the logs folder.
+        appender = (
+            "appender.file.type = Console\n"
+            "appender.file.target = SYSTEM_OUT\n"
+        ) if console else (
             "appender.file.type = RollingFile\n"
-            "appender.file.name = FILE\n"
             f"appender.file.fileName = {self.log_file}\n"
             f"appender.file.filePattern = {self.log_file}.%i\n"
-            "appender.file.layout.type = PatternLayout\n"
-            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
             "appender.file.policies.type = Policies\n"
             "appender.file.policies.size.type = SizeBasedTriggeringPolicy\n"
             "appender.file.policies.size.size = 50MB\n"
             "appender.file.strategy.type = DefaultRolloverStrategy\n"
-            "appender.file.strategy.max = 3\n") +
+            "appender.file.strategy.max = 3\n"
+        )
+        self.log4j_file.write_text(
+            "status = warn\n"
+            + appender +
+            "appender.file.name = FILE\n"
+            "appender.file.layout.type = PatternLayout\n"
+            "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
             "rootLogger.level = INFO\n"
             "rootLogger.appenderRef.file.ref = FILE\n"
             "logger.kafka.name = kafka\n"
