@@ -12,7 +12,7 @@ BENCH_RATE ?= 1000
 BENCH_SECONDS ?= 60
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser up down status demo test bench lint clean compose-up compose-down
+.PHONY: help setup browser up down status demo test test-fast bench lint clean compose-up compose-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -65,6 +65,10 @@ test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL an
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status
+
+test-fast: setup ## Run ruff, then only the tests that need no Kafka, PostgreSQL or Docker (about a minute)
+	@$(PY) -m ruff check .
+	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
 	@$(PY) bench/run_bench.py --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)

@@ -41,6 +41,14 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the local stack, through whichever fixture, is an integration test (`make test-fast`
+    leaves those out)."""
+    for item in items:
+        if "stack_settings" in item.fixturenames:
+            item.add_marker(pytest.mark.integration)
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """Settings pointing at a freshly started local stack (or at the user's services, see the module doc)."""

@@ -28,6 +28,8 @@ from realtime_voting.settings import REPO_ROOT, Settings
 from tests.browser import chromium_page, metric_value, open_when_served
 from tests.conftest import free_ports, query
 
+pytestmark = pytest.mark.compose
+
 VOTERS = 20_000
 PROJECT = "realtime-voting-test"
 SERVICES = ("kafka", "postgres", "spark-master", "spark-worker", "spark-job", "seed", "voting", "dashboard")

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import replace
 
+import pytest
 from confluent_kafka import Consumer, Producer
 from psycopg2 import sql
 
@@ -62,6 +63,7 @@ def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.integration  # a stack of its own, started and stopped twice
 def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
     kafka_port, controller_port, postgres_port = free_ports(3)
     env = {
