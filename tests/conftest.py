@@ -109,6 +109,16 @@ def election(stack_settings: Settings, pg_schema: str) -> Iterator[Settings]:
     topics.delete_election_topics(settings)
 
 
+def until(condition: Callable[[], bool], timeout_s: float, what: str, *, every_s: float = 0.5,
+          explain: Callable[[], str] = str) -> None:
+    """Poll ``condition`` until it holds; at the deadline, fail with "``what`` within N s" and ``explain()``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout_s:.0f}s\n{explain()}")
+        time.sleep(every_s)  # polling interval of the condition, bounded by the deadline
+
+
 def run_script(settings: Settings, script: str, *args: str, timeout_s: float = 300,
                env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run one of the top-level scripts the way a user does, with ``settings`` in its environment."""

@@ -26,7 +26,7 @@ import pytest
 from realtime_voting import dashboard_data
 from realtime_voting.settings import REPO_ROOT, Settings
 from tests.browser import chromium_page, metric_value, open_when_served
-from tests.conftest import free_ports, query
+from tests.conftest import free_ports, query, until
 
 pytestmark = pytest.mark.compose
 
@@ -83,11 +83,7 @@ class ComposeStack:
         return self.compose("ps", "--quiet", service).split()
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not condition():
-            if time.monotonic() > deadline:
-                pytest.fail(f"{what} within {timeout_s:.0f}s\n{self.logs()}")
-            time.sleep(2)  # polling interval of the condition, bounded by the deadline
+        until(condition, timeout_s, what, every_s=2, explain=self.logs)
 
 
 def docker_and_compose_answer() -> bool:

@@ -9,8 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -18,7 +17,7 @@ from playwright.sync_api import Page, expect
 from realtime_voting.settings import REPO_ROOT, Settings
 from realtime_voting.voting import stays_home
 from tests.browser import ALL_DRAWN, SCREENSHOTS, chromium_page, metric_value, open_when_served
-from tests.conftest import free_ports, query
+from tests.conftest import free_ports, query, until
 
 VOTERS, RATE, TURNOUT, SEED = 1600, 10, 0.75, 5  # 1,200 votes at 10 a second: two minutes of voting
 PRINTED_VOTER = re.compile(r"voter ID (\S+)\s+registration number (\S+)")
@@ -44,14 +43,17 @@ class Demo:
             self.lines.append(line.rstrip())
 
     def wait_for_lines(self, pattern: re.Pattern[str], count: int, timeout_s: float) -> list[re.Match[str]]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            matches = [match for line in list(self.lines) if (match := pattern.search(line))]
-            if len(matches) >= count:
-                return matches
-            assert self.process.poll() is None, "the demo exited:\n" + "\n".join(self.lines[-30:])
-            assert time.monotonic() < deadline, f"the demo printed no {pattern.pattern!r}:\n" + "\n".join(self.lines)
-            time.sleep(0.2)  # polling interval of the output, bounded by the deadline
+        def printed() -> list[re.Match[str]]:
+            return [match for line in list(self.lines) if (match := pattern.search(line))]
+
+        def enough() -> bool:
+            assert self.process.poll() is None or len(printed()) >= count, (
+                "the demo exited:\n" + "\n".join(self.lines[-30:]))
+            return len(printed()) >= count
+
+        until(enough, timeout_s, f"the demo printed no {pattern.pattern!r}", every_s=0.2,
+              explain=lambda: "\n".join(self.lines))
+        return printed()
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
@@ -70,13 +72,6 @@ def demo(election: Settings) -> Iterator[Demo]:
     finally:
         if running.process.poll() is None:
             running.stop()
-
-
-def until(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {timeout_s}s"
-        time.sleep(0.5)  # polling interval of what the page shows, bounded by the deadline
 
 
 def number(text: str) -> int:
