@@ -49,6 +49,25 @@ def connect(
     )
 
 
+@contextmanager
+def connected(settings: Settings, **options) -> Iterator[psycopg2.extensions.connection]:
+    """A connection closed on exit, whatever happens. (psycopg2's own ``with connection:`` ends a transaction
+    and leaves the connection open; use both: ``with db.connected(s) as c, c:`` for one transaction.)"""
+    connection = connect(settings, **options)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def query(settings: Settings, statement: str | sql.Composable, params: Sequence | dict = ()) -> list[tuple]:
+    """Run one statement in a transaction of a connection of its own; return its rows (none for a statement
+    that returns none)."""
+    with connected(settings) as connection, connection, connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+
 def wait_for_postgres(
     settings: Settings, *, timeout_s: float = 30.0, dbname: str | None = None, hint: str = ""
 ) -> None:

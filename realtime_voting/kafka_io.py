@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import socket
 import time
+import uuid
 from collections.abc import Iterable
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from realtime_voting import waiting
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -167,3 +169,50 @@ def dead_letter(message: Message, *, stage: str, reason: str) -> KeyedMessage:
         ("dlq.source.offset", str(message.offset()).encode()),
     ]
     return message.key(), message.value() or b"", headers
+
+
+# A topic created a moment ago may not have its partition leaders yet: these errors mean "ask again".
+_NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+                  KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
+
+
+def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0) -> list[Message]:
+    """Every message in ``topic`` (a full name) at the moment of the call: each partition from its start to the
+    end it had then, in partition order. Reads outside any consumer group and commits nothing.
+
+    Raises ``waiting.TimedOut`` if the topic cannot be read to that end within ``timeout_s``.
+    """
+    consumer = Consumer(consumer_config(settings, f"reader-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
+    deadline = time.monotonic() + timeout_s
+    try:
+        ends = waiting.until(lambda: _partition_ends(consumer, topic), timeout_s=timeout_s,
+                             what=f"the partitions of {topic} at {settings.kafka_bootstrap_servers}")
+        consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in ends])
+        messages: list[Message] = []
+        positions = dict.fromkeys(ends, 0)
+        while any(positions[number] < end for number, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise waiting.TimedOut(f"{topic} read to its end within {timeout_s:g}s "
+                                       f"(at {positions} of {ends})")
+            message = consumer.poll(0.5)
+            if message is None or message.error() is not None:
+                continue
+            messages.append(message)
+            positions[message.partition()] = message.offset() + 1
+        return messages
+    finally:
+        consumer.close()
+
+
+def _partition_ends(consumer: Consumer, topic: str) -> dict[int, int] | None:
+    """The end offset of each partition of ``topic``, or None while its partitions have no leader yet."""
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        if not partitions:
+            return None
+        return {number: consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
+                for number in partitions}
+    except KafkaException as error:
+        if error.args[0].retriable() or error.args[0].code() in _NOT_READY_YET:
+            return None
+        raise
