@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from realtime_voting import dashboard_data as data
-from realtime_voting import db
+from realtime_voting import db, topics
 from realtime_voting.settings import Settings
 
 PAGE_SIZES = (10, 25, 50, 100)
@@ -90,7 +90,7 @@ def show_leader(table: pd.DataFrame) -> None:
 
 def show_location_table(results: data.Results) -> None:
     st.subheader("Turnout by location")
-    locations = data.tally_table(results, "aggregated_turnout_by_location", "state")
+    locations = data.tally_table(results, topics.TURNOUT_BY_LOCATION, "state")
     if locations.empty:
         st.caption("No location results yet.")
         return
@@ -162,12 +162,12 @@ def show_results(settings: Settings) -> None:
 
     st.subheader("Votes per party and turnout by group")
     groups = st.columns(3)
-    groups[0].altair_chart(bar_chart(data.tally_table(results, "aggregated_votes_per_party", "party_affiliation"),
+    groups[0].altair_chart(bar_chart(data.tally_table(results, topics.VOTES_PER_PARTY, "party_affiliation"),
                                      "party_affiliation", "Votes per party", data.party_colours(table)),
                            width="stretch")
-    groups[1].altair_chart(donut_chart(data.tally_table(results, "aggregated_turnout_by_gender", "gender"),
+    groups[1].altair_chart(donut_chart(data.tally_table(results, topics.TURNOUT_BY_GENDER, "gender"),
                                        "gender", "Turnout by gender"), width="stretch")
-    ages = data.tally_table(results, "aggregated_turnout_by_age_group", "age_group").sort_values("age_group")
+    ages = data.tally_table(results, topics.TURNOUT_BY_AGE_GROUP, "age_group").sort_values("age_group")
     groups[2].altair_chart(
         alt.Chart(ages, title="Turnout by age group").mark_bar().encode(
             x=alt.X("age_group:N", title=None, sort=None), y=alt.Y("total_votes:Q", title="Votes"),

@@ -72,7 +72,7 @@ class Results:
 
     @property
     def votes_counted(self) -> int:
-        return sum(row["total_votes"] for row in self.rows("aggregated_votes_per_candidate"))
+        return sum(row["total_votes"] for row in self.rows(topics.VOTES_PER_CANDIDATE))
 
 
 def parse_time(text: str) -> datetime:
@@ -161,7 +161,7 @@ class ResultsReader:
 
 def candidate_table(results: Results) -> pd.DataFrame:
     """One row per candidate: name, party, votes and share of the votes counted, most votes first."""
-    rows = results.rows("aggregated_votes_per_candidate")
+    rows = results.rows(topics.VOTES_PER_CANDIDATE)
     frame = pd.DataFrame(rows, columns=["candidate_id", "candidate_name", "party_affiliation", "photo_url",
                                         "total_votes"])
     total = frame["total_votes"].sum()
@@ -187,7 +187,7 @@ def tally_table(results: Results, topic: str, group: str) -> pd.DataFrame:
 def votes_over_time(results: Results) -> pd.DataFrame:
     """Cumulative votes per candidate at the end of each minute, for the race chart; every candidate's line starts
     from 0 at the start of the first minute with votes, so that it is a line from the first minute on."""
-    frame = pd.DataFrame(results.rows("aggregated_votes_per_minute"),
+    frame = pd.DataFrame(results.rows(topics.VOTES_PER_MINUTE),
                          columns=["candidate_name", "window_start", "window_end", "total_votes"])
     if frame.empty:
         return frame.drop(columns="window_start")

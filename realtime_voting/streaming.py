@@ -172,15 +172,15 @@ def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
     """
     topic = settings.topic
     per_result = F.explode(F.array(
-        _result(topic("aggregated_votes_per_candidate"), F.col("candidate_id"),
+        _result(topic(topics.VOTES_PER_CANDIDATE), F.col("candidate_id"),
                 candidate_id=F.col("candidate_id"), candidate_name=F.col("candidate_name"),
                 party_affiliation=F.col("party_affiliation"), photo_url=F.col("photo_url")),
-        _result(topic("aggregated_turnout_by_location"), F.col("state"), state=F.col("state")),
-        _result(topic("aggregated_votes_per_party"), F.col("party_affiliation"),
+        _result(topic(topics.TURNOUT_BY_LOCATION), F.col("state"), state=F.col("state")),
+        _result(topic(topics.VOTES_PER_PARTY), F.col("party_affiliation"),
                 party_affiliation=F.col("party_affiliation")),
-        _result(topic("aggregated_turnout_by_gender"), F.col("gender"), gender=F.col("gender")),
-        _result(topic("aggregated_turnout_by_age_group"), F.col("age_group"), age_group=F.col("age_group")),
-        _minute_results(topic("aggregated_votes_per_minute")),
+        _result(topic(topics.TURNOUT_BY_GENDER), F.col("gender"), gender=F.col("gender")),
+        _result(topic(topics.TURNOUT_BY_AGE_GROUP), F.col("age_group"), age_group=F.col("age_group")),
+        _minute_results(topic(topics.VOTES_PER_MINUTE)),
     ))
     results = (
         votes.dropDuplicates(["voter_id"])

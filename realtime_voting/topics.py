@@ -24,14 +24,15 @@ logger = logging.getLogger(__name__)
 VOTERS = "voters_topic"
 VOTES = "votes_topic"
 DEAD_LETTERS = "dead_letter_topic"
-AGGREGATED = (
-    "aggregated_votes_per_candidate",
-    "aggregated_turnout_by_location",
-    "aggregated_votes_per_party",
-    "aggregated_turnout_by_gender",
-    "aggregated_turnout_by_age_group",
-    "aggregated_votes_per_minute",
-)
+# The running results (Spark -> dashboard), one topic per way of counting.
+VOTES_PER_CANDIDATE = "aggregated_votes_per_candidate"
+TURNOUT_BY_LOCATION = "aggregated_turnout_by_location"
+VOTES_PER_PARTY = "aggregated_votes_per_party"
+TURNOUT_BY_GENDER = "aggregated_turnout_by_gender"
+TURNOUT_BY_AGE_GROUP = "aggregated_turnout_by_age_group"
+VOTES_PER_MINUTE = "aggregated_votes_per_minute"
+AGGREGATED = (VOTES_PER_CANDIDATE, TURNOUT_BY_LOCATION, VOTES_PER_PARTY, TURNOUT_BY_GENDER, TURNOUT_BY_AGE_GROUP,
+              VOTES_PER_MINUTE)
 VOTING_GROUP = "voting-group"
 
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
