@@ -17,12 +17,18 @@ BENCH_SECONDS ?= 60
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "Python 3.10+ is needed, this is " + sys.version' \
-		|| { echo "error: set PYTHON=/path/to/python3.10+"; exit 1; }
+# The Python version the pins need, read from pyproject.toml's requires-python (">=3.11"), where it is stated once.
+PYTHON_MIN := $(shell sed -n 's/^requires-python = ">=\([0-9.]*\)"/\1/p' pyproject.toml)
+
+# The pinned runtime and dev packages, and the package itself as an editable install (so that realtime_voting
+# imports from anywhere, and a change to its code needs no reinstall).
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; v = tuple(map(int, "$(PYTHON_MIN)".split("."))); assert sys.version_info >= v' \
+		2>/dev/null || { echo "error: Python $(PYTHON_MIN)+ is needed (pyproject.toml):" \
+		"$(PYTHON) is $$($(PYTHON) -V 2>&1); set PYTHON=/path/to/python$(PYTHON_MIN)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "Installing Python packages into $(VENV) (requirements.txt, requirements-dev.txt)..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "Installing Python packages into $(VENV) (requirements-dev.txt, and the package: pip install -e .)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
 	@touch $@
 
 $(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
