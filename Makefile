@@ -83,7 +83,7 @@ bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run
 COMPOSE_ENV_FILE := $(if $(wildcard .env),,--env-file .env.example)
 ARGS ?=
 
-compose-up: ## Run everything in containers; installs Docker and Compose first if missing (README: Run with Docker)
+compose-up: ## Run everything in containers; installs Docker and Compose first if missing (docs/docker.md)
 	@bash docker/prepare-host.sh
 	@docker compose $(COMPOSE_ENV_FILE) up -d --build --wait $(ARGS)
 
