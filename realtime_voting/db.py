@@ -64,7 +64,8 @@ def query(settings: Settings, statement: str | sql.Composable, params: Sequence 
     """Run one statement in a transaction of a connection of its own; return its rows (none for a statement
     that returns none)."""
     with connected(settings) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        # No parameters: None, so that psycopg2 leaves a literal % in the statement (LIKE 'x%') as it is.
+        cursor.execute(statement, params or None)
         return cursor.fetchall() if cursor.description is not None else []
 
 
