@@ -77,7 +77,7 @@ test-fast: setup ## Run ruff, then only the tests that need no Kafka, PostgreSQL
 	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
-	@$(PY) bench/run_bench.py --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
+	@$(PY) -m bench --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
 
 # Docker: the same system in containers (docker-compose.yaml). A fresh clone has no .env: .env.example's values then.
 COMPOSE_ENV_FILE := $(if $(wildcard .env),,--env-file .env.example)

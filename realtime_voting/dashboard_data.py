@@ -21,7 +21,7 @@ import pandas as pd
 import simplejson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from realtime_voting import db, topics
+from realtime_voting import db, kafka_io, topics
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -107,16 +107,11 @@ class ResultsReader:
                                  "is not reachable")
 
     def _run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-            # A group of its own that never commits: every reader starts from the beginning of each topic.
-            "group.id": f"dashboard-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-            "error_cb": self._on_error,
-            # The page says when Kafka is unreachable; librdkafka need not repeat it on the console.
-            "log_level": 0,
-        })
+        # A group of its own that never commits: every reader starts from the beginning of each topic. The page
+        # says when Kafka is unreachable (error_cb); librdkafka need not repeat it on the console (log_level 0).
+        consumer = Consumer(kafka_io.consumer_config(self.settings, f"dashboard-{uuid.uuid4().hex[:12]}",
+                                                     error_cb=self._on_error, log_level=0,
+                                                     **{"enable.auto.commit": False}))
         assigned: set[tuple[str, int]] = set()
         next_metadata_at = 0.0
         try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -20,6 +19,7 @@ import psycopg2.extensions
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
+from realtime_voting import waiting
 from realtime_voting.schemas import Candidate, Voter, as_row, field_names
 from realtime_voting.settings import Settings
 
@@ -64,7 +64,8 @@ def query(settings: Settings, statement: str | sql.Composable, params: Sequence 
     """Run one statement in a transaction of a connection of its own; return its rows (none for a statement
     that returns none)."""
     with connected(settings) as connection, connection, connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        # No parameters: None, so that psycopg2 leaves a literal % in the statement (LIKE 'x%') as it is.
+        cursor.execute(statement, params or None)
         return cursor.fetchall() if cursor.description is not None else []
 
 
@@ -72,23 +73,26 @@ def wait_for_postgres(
     settings: Settings, *, timeout_s: float = 30.0, dbname: str | None = None, hint: str = ""
 ) -> None:
     """Return once a connection succeeds; raise ``PostgresUnavailable`` after ``timeout_s`` seconds of trying."""
-    deadline = time.monotonic() + timeout_s
-    attempt = 0
-    while True:
-        attempt += 1
+    attempts: list[str] = []  # the error of each failed attempt, for the log and the final message
+
+    def accepts_a_connection() -> bool:
         try:
             connect(settings, dbname=dbname, connect_timeout=2).close()
-            return
+            return True
         except psycopg2.OperationalError as error:
-            last_error = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-        if time.monotonic() >= deadline:
-            raise PostgresUnavailable(
-                f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
-                f"(database {dbname or settings.postgres_db!r}) is not reachable after {attempt} attempts: "
-                f"{last_error}. {hint or 'Is `make up` running? See `make status`.'}"
-            )
-        logger.debug("waiting for PostgreSQL (attempt %d): %s", attempt, last_error)
-        time.sleep(0.25)  # a retry interval, not synchronisation: the loop ends on success or the deadline
+            attempts.append(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+            logger.debug("waiting for PostgreSQL (attempt %d): %s", len(attempts), attempts[-1])
+            return False
+
+    try:
+        waiting.until(accepts_a_connection, timeout_s=timeout_s, every_s=0.25,
+                      what=f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}")
+    except waiting.TimedOut:
+        raise PostgresUnavailable(
+            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
+            f"(database {dbname or settings.postgres_db!r}) is not reachable after {len(attempts)} attempts: "
+            f"{attempts[-1]}. {hint or 'Is `make up` running? See `make status`.'}"
+        ) from None
 
 
 def unreachable(settings: Settings, error: Exception) -> PostgresUnavailable:
@@ -104,15 +108,10 @@ def short_lived_connection(settings: Settings, *, connect_timeout: int = 3) -> I
     ballot page), since a psycopg2 connection must not serve two threads at once. Raises
     ``PostgresUnavailable`` (see ``unreachable``) when no connection can be opened or it is lost."""
     try:
-        connection = connect(settings, connect_timeout=connect_timeout)
-    except psycopg2.OperationalError as error:
-        raise unreachable(settings, error) from error
-    try:
-        yield connection
+        with connected(settings, connect_timeout=connect_timeout) as connection:
+            yield connection
     except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
         raise unreachable(settings, error) from error
-    finally:
-        connection.close()
 
 
 # The election's tables. Types are proper where it costs nothing in compatibility with the reference

@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
-import os
 import random
-import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from realtime_voting import dashboard_data, db
+from realtime_voting import dashboard_data, db, processes
 from realtime_voting.cli import start_long_running
 from realtime_voting.schemas import Voter
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.settings import Settings
 from realtime_voting.voting import stays_home
 
 logger = logging.getLogger(__name__)
@@ -88,35 +84,19 @@ def say(line: str = "") -> None:
     print(line, flush=True)  # flushed: the demo's output is read as it comes (a terminal, a pipe, a test)
 
 
-def start(stage: Stage, logs_dir: Path) -> subprocess.Popen[bytes]:
-    with (logs_dir / f"{stage.name}.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, *stage.argv], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
-        )
-
-
-def stop(name: str, process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # SIGTERM to the stage itself, not its process group: the stage stops its own children (Spark's JVM) in order.
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        logger.warning("%s did not stop within %.0fs; killing it", name, STOP_TIMEOUT_S)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def start(stage: Stage, settings: Settings) -> subprocess.Popen[bytes]:
+    """The stage in a session of its own (Ctrl-C reaches the demo only, which stops them in order)."""
+    return processes.start(settings, *stage.argv, log=settings.logs_dir / f"{stage.name}.log", own_session=True)
 
 
 def seed_election(stage: Stage, settings: Settings, stop_requested: threading.Event) -> bool:
     """Run the seeding to its end; False (having said why) if it failed or the demo was stopped meanwhile."""
     log_path = settings.logs_dir / f"{stage.name}.log"
     say(f"Seeding the election: python {' '.join(stage.argv)}   (log {log_path})")
-    process = start(stage, settings.logs_dir)
+    process = start(stage, settings)
     while process.poll() is None:
         if stop_requested.wait(0.2):  # the seeding's progress, checked five times a second
-            stop(stage.name, process)
+            processes.stop(stage.name, process, timeout_s=STOP_TIMEOUT_S)
             return False
     if process.returncode != 0:
         tail = log_path.read_text(errors="replace").splitlines()[-15:]
@@ -194,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     if not seed_election(seeding, settings, stop_requested):
         return 0 if stop_requested.is_set() else 1
 
-    running = {stage.name: start(stage, settings.logs_dir) for stage in long_running}
+    running = {stage.name: start(stage, settings) for stage in long_running}
     progress = ProgressLine(settings)
     exit_code = 0
     try:
@@ -214,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         progress.close()
         for name in reversed(list(running)):
-            stop(name, running[name])
+            processes.stop(name, running[name], timeout_s=STOP_TIMEOUT_S)
     return exit_code
 
 

@@ -61,24 +61,30 @@ def consumer_config(settings: Settings, group_id: str, **overrides: object) -> d
 def wait_for_kafka(settings: Settings, *, timeout_s: float = 30.0, hint: str = "") -> None:
     """Return once the broker answers a metadata request; raise ``KafkaUnavailable`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
-    admin = None
-    while True:
+    admin: AdminClient | None = None
+    last_error = "connection refused"
+
+    def answers() -> bool:
+        nonlocal admin, last_error
         # A plain TCP check first: librdkafka would log every refused connection while the broker starts.
         if not any(_accepts_connections(address) for address in settings.kafka_bootstrap_servers.split(",")):
             last_error = "connection refused"
-        else:
-            admin = admin or admin_client(settings)
-            try:
-                admin.list_topics(timeout=max(0.5, min(deadline - time.monotonic(), 2.0)))
-                return
-            except KafkaException as error:
-                last_error = str(error)
-        if time.monotonic() >= deadline:
-            raise KafkaUnavailable(
-                f"Kafka at {settings.kafka_bootstrap_servers} is not reachable ({last_error}). "
-                f"{hint or 'Is `make up` running? See `make status`.'}"
-            )
-        time.sleep(0.2)  # a retry interval, not synchronisation: the loop ends on success or the deadline
+            return False
+        admin = admin or admin_client(settings)
+        try:
+            admin.list_topics(timeout=max(0.5, min(deadline - time.monotonic(), 2.0)))
+            return True
+        except KafkaException as error:
+            last_error = str(error)
+            return False
+
+    try:
+        waiting.until(answers, timeout_s=timeout_s, what=f"Kafka at {settings.kafka_bootstrap_servers}")
+    except waiting.TimedOut:
+        raise KafkaUnavailable(
+            f"Kafka at {settings.kafka_bootstrap_servers} is not reachable ({last_error}). "
+            f"{hint or 'Is `make up` running? See `make status`.'}"
+        ) from None
 
 
 def _accepts_connections(address: str) -> bool:

@@ -32,7 +32,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,7 +39,7 @@ from typing import NoReturn
 
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io
+from realtime_voting import db, kafka_io, waiting
 from realtime_voting.cli import configure_logging
 from realtime_voting.settings import Settings
 
@@ -104,17 +103,6 @@ def _tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
         return "(no log yet)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_until(condition, *, timeout_s: float, interval_s: float = 0.2) -> bool:
-    """Poll ``condition`` until it is true or ``timeout_s`` has passed; return its last value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
 
 
 class KafkaBroker:
@@ -276,8 +264,7 @@ class KafkaBroker:
                 start_new_session=True,  # survives the `make up` that started it; Ctrl-C there does not reach it
             )
         self.pid_file.write_text(str(process.pid))
-        ready = _wait_until(lambda: process.poll() is not None or self.is_ready(), timeout_s=STARTUP_TIMEOUT_S)
-        if process.poll() is not None or not ready:
+        if not self._became_ready(process):
             self.stop()
             raise StackError(
                 f"Kafka did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s. "
@@ -285,6 +272,15 @@ class KafkaBroker:
                 f"{_tail(self.log_file)}\n{_tail(self.stdout_file)}"
             )
         return f"Kafka started on {self.address} (pid {process.pid}, log {self.log_file})"
+
+    def _became_ready(self, process: subprocess.Popen) -> bool:
+        """Whether the broker just started answers within ``STARTUP_TIMEOUT_S``; False as soon as it exits."""
+        try:
+            waiting.until(lambda: process.poll() is not None or self.is_ready(), timeout_s=STARTUP_TIMEOUT_S,
+                          what=f"Kafka on {self.address}")
+        except waiting.TimedOut:
+            return False
+        return process.poll() is None
 
     def serve(self, external: str) -> NoReturn:
         """Become the broker, in the foreground, logging to the console (a container's one process)."""
@@ -299,10 +295,12 @@ class KafkaBroker:
             self.pid_file.unlink(missing_ok=True)
             return "Kafka is not running"
         os.kill(pid, signal.SIGTERM)  # a controlled shutdown: the broker flushes its logs and closes cleanly
-        if not _wait_until(lambda: not _pid_alive(pid), timeout_s=STOP_TIMEOUT_S):
+        try:
+            waiting.until(lambda: not _pid_alive(pid), timeout_s=STOP_TIMEOUT_S, what=f"Kafka (pid {pid}) to stop")
+        except waiting.TimedOut:
             logger.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, STOP_TIMEOUT_S)
             os.kill(pid, signal.SIGKILL)
-            _wait_until(lambda: not _pid_alive(pid), timeout_s=5)
+            waiting.until(lambda: not _pid_alive(pid), timeout_s=5, what=f"Kafka (pid {pid}) to end after SIGKILL")
         self.pid_file.unlink(missing_ok=True)
         return f"Kafka stopped (pid {pid})"
 
@@ -424,16 +422,13 @@ class PostgresServer:
             password_file.unlink(missing_ok=True)
 
     def _create_database_once(self, settings: Settings | None = None) -> None:
-        connection = db.connect(settings or self.settings, dbname="postgres")
-        try:
+        with db.connected(settings or self.settings, dbname="postgres") as connection:
             connection.autocommit = True  # CREATE DATABASE cannot run inside a transaction
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.settings.postgres_db,))
                 if cursor.fetchone() is None:
                     cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.settings.postgres_db)))
                     logger.info("created database %r", self.settings.postgres_db)
-        finally:
-            connection.close()
 
     def start(self) -> str:
         if self.is_running():
@@ -538,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(status.running for status in statuses) else 3
         for line in stack.up() if args.command == "up" else stack.down():
             print(line)
-    except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable) as error:
+    except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable, waiting.TimedOut) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

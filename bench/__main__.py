@@ -1,0 +1,126 @@
+"""``python -m bench`` (``make bench``): the pipeline measured end to end, beside the physical references.
+
+Runs against the stack the usual settings point at (``make bench`` starts the local one first), from the
+repository root. Every phase works in an election of its own (its own topic prefix and PostgreSQL schema),
+removed afterwards. Each stage's output goes to ``.local/logs/bench-<time>/``.
+
+Figures (the table, then one JSON line last):
+- seed_voters_per_s   main.py --source offline: voters generated, stored and published per second
+- vote_per_s          voting.py: votes consumed, stored and published per second (1 process, then --workers)
+- spark_rows_per_s    spark_streaming.py --available-now over the whole backlog (the slowest query's rate)
+- e2e_latency_ms_p50/p95  from a vote's voting_time to the moment its candidate's total includes it, with the
+                      job running continuously and voters arriving at --rate per second for --seconds
+- election_s          from an empty election to exact final totals for --voters, every stage running at once
+- references          the broker's own producer throughput (ProducerPerformance) for messages of the voter
+                      message's size, and PostgreSQL's COPY rate for the voters rows
+- peak_rss_mb         the largest resident memory of any stage's Python process
+
+It checks its own result (the final totals equal the votes table) and exits non-zero if they differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+
+from bench import BenchFailed, phases, references
+from bench.stages import Stages
+from realtime_voting import elections, waiting
+from realtime_voting.cli import configure_logging, services_ready
+from realtime_voting.settings import Settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description="Measure the pipeline end to end (see bench/README.md).")
+    parser.add_argument("--voters", type=int, default=1_000_000, help="election size (default 1,000,000)")
+    parser.add_argument("--rate", type=int, default=1000, help="votes per second for the latency phase")
+    parser.add_argument("--seconds", type=int, default=60, help="length of the latency phase")
+    parser.add_argument("--warm-up", type=int, default=15,
+                        help="seconds of votes at the same rate before the latency phase measures")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="voting.py processes, 2nd run")
+    return parser.parse_args(argv)
+
+
+def phase(name: str) -> None:
+    print(f"[bench] {name}...", flush=True)
+
+
+def measure(base: Settings, args: argparse.Namespace, stages: Stages) -> dict[str, float]:
+    """Every figure, phase by phase; raises ``BenchFailed`` or ``waiting.TimedOut`` when one cannot be had."""
+    figures: dict[str, float] = {}
+    phase("references")
+    figures["reference_copy_rows_per_s"] = references.copy_rate(base, min(args.voters, 200_000))
+    figures["reference_producer_msgs_per_s"] = references.producer_rate(base, min(args.voters, 500_000))
+    with elections.throwaway(base, "bench_backlog") as backlog:
+        phase(f"seeding {args.voters:,} voters")
+        figures["seed_voters_per_s"] = phases.seed_rate(backlog, args.voters, stages)
+        phase("voting with 1 process")
+        figures["vote_per_s"] = phases.vote_rate(backlog, args.voters, 1, stages)
+        phase("counting the backlog with Spark (--available-now)")
+        figures["spark_rows_per_s"] = phases.spark_rate(backlog, stages)
+    if args.workers > 1:
+        phase(f"voting with {args.workers} processes")
+        with elections.throwaway(base, "bench_parallel") as parallel:
+            phases.seed(parallel, args.voters, stages)
+            figures[f"vote_per_s_{args.workers}_workers"] = phases.vote_rate(parallel, args.voters, args.workers,
+                                                                             stages)
+    phase(f"latency at {args.rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up")
+    figures["e2e_latency_ms_p50"], figures["e2e_latency_ms_p95"] = phases.e2e_latency(
+        base, args.rate, args.seconds, args.warm_up, stages)
+    phase(f"a whole election of {args.voters:,} voters, every stage at once")
+    figures["election_s"] = phases.whole_election(base, args.voters, args.workers, stages)
+    figures["peak_rss_mb"] = stages.largest_peak_mb()
+    return figures
+
+
+def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
+    copy_rate, producer_rate = figures["reference_copy_rows_per_s"], figures["reference_producer_msgs_per_s"]
+    rows = [
+        ("reference: PostgreSQL COPY, voters rows/s", copy_rate, ""),
+        ("reference: Kafka ProducerPerformance, msgs/s", producer_rate, ""),
+        ("seed_voters_per_s", figures["seed_voters_per_s"],
+         f"{figures['seed_voters_per_s'] / min(copy_rate, producer_rate):.0%} of the slower reference"),
+        ("vote_per_s (1 process)", figures["vote_per_s"], f"{figures['vote_per_s'] / copy_rate:.0%} of COPY"),
+    ]
+    for key, value in figures.items():
+        if key.startswith("vote_per_s_"):
+            rows.append((key, value, f"{value / copy_rate:.0%} of COPY"))
+    rows += [
+        ("spark_rows_per_s", figures["spark_rows_per_s"], f"{figures['spark_rows_per_s'] / producer_rate:.0%} of "
+                                                          "the producer reference"),
+        ("e2e_latency_ms_p50", figures["e2e_latency_ms_p50"], f"at {args.rate:,} votes/s"),
+        ("e2e_latency_ms_p95", figures["e2e_latency_ms_p95"], f"at {args.rate:,} votes/s"),
+        ("election_s", figures["election_s"], f"{args.voters:,} voters"),
+        ("peak_rss_mb (largest Python process)", figures["peak_rss_mb"], ""),
+    ]
+    print()
+    print(f"{'figure':<48} {'value':>12}  note")
+    for name, value, note in rows:
+        print(f"{name:<48} {value:>12,.1f}  {note}")
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging()
+    base = Settings.from_env()
+    if not services_ready(base):
+        return 1
+    logs = base.logs_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        figures = measure(base, args, Stages(logs))
+    except (BenchFailed, waiting.TimedOut) as error:
+        print(f"bench FAILED: {error} (logs in {logs})", file=sys.stderr)
+        return 1
+    print_table(figures, args)
+    print(json.dumps({key: round(value, 1) for key, value in figures.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The measured phases. Each runs the pipeline's own scripts, the way a user does, and returns its figure.
+
+The backlog phases (seeding, voting, counting) share one election, passed in; the latency phase and the whole
+election make an election of their own (``elections.throwaway``), removed afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from contextlib import ExitStack
+
+from confluent_kafka import Producer
+
+from bench import results
+from bench.stages import Stages
+from realtime_voting import db, elections, kafka_io, people, topics, waiting
+from realtime_voting.settings import Settings
+
+STAGE_TIMEOUT_S = 3600.0  # a million voters take minutes; an hour means something is stuck
+SEED_BATCH = "5000"
+
+
+def seed(election: Settings, voters: int, stages: Stages) -> None:
+    """``main.py`` registers ``voters`` offline voters (and the candidates) and publishes them."""
+    stages.run(election, "seed", "main.py", "--source", "offline", "--voters", str(voters),
+               "--batch-size", SEED_BATCH, log="seed", timeout_s=STAGE_TIMEOUT_S)
+
+
+def seed_rate(election: Settings, voters: int, stages: Stages) -> float:
+    """``seed_voters_per_s``: the wall time of ``main.py`` seeding ``voters``."""
+    started = time.perf_counter()
+    seed(election, voters, stages)
+    return voters / (time.perf_counter() - started)
+
+
+def vote_rate(election: Settings, voters: int, workers: int, stages: Stages) -> float:
+    """``vote_per_s``: ``workers`` voting processes over ``voters`` published voters, from their start until the
+    votes table has ``voters`` rows."""
+    with ExitStack() as running:
+        started = time.perf_counter()
+        voting = [running.enter_context(stages.start(election, f"voting-{worker}", "voting.py",
+                                                     "--exit-on-idle", "2", log="voting"))
+                  for worker in range(workers)]
+        waiting.until(lambda: results.votes_stored(election) >= voters, timeout_s=STAGE_TIMEOUT_S,
+                      what=f"{voters:,} votes stored")
+        elapsed = time.perf_counter() - started
+        for stage in voting:
+            stage.wait(timeout_s=120)
+    return voters / elapsed
+
+
+def spark_rate(election: Settings, stages: Stages) -> float:
+    """``spark_rows_per_s``: ``spark_streaming.py --available-now`` over the backlog, rows over batch time of the
+    slower of its two queries (from the job's own per-batch lines); the totals are checked after."""
+    log = stages.log("spark")
+    before = log.read_text().count("\n") if log.exists() else 0
+    stages.run(election, "spark", "spark_streaming.py", "--available-now", log="spark", timeout_s=STAGE_TIMEOUT_S)
+    lines = log.read_text().splitlines()[before:]
+    rates = {}
+    for query in ("tallies", "dead_letters"):  # the job's query names (streaming.py)
+        batches = [re.search(r" batch \d+: (\d+) rows, [\d.]+ rows/s, (\d+) ms", line)
+                   for line in lines if f"{election.kafka_topic_prefix}{query} batch" in line]
+        rows = sum(int(match.group(1)) for match in batches if match)
+        millis = sum(int(match.group(2)) for match in batches if match)
+        rates[query] = rows / (millis / 1000) if millis else 0.0
+    results.check_totals(election)
+    return min(rates.values())
+
+
+def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int, stages: Stages) -> tuple[float, float]:
+    """``e2e_latency_ms_p50``/``p95`` of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate.
+
+    The warm-up lets the JVM compile the job's code paths (its first micro-batches take seconds): the figure
+    is that of a job that has been running, as it is during an election.
+    """
+    with elections.throwaway(base, "bench_latency") as election:
+        stages.run(election, "seed", "main.py", "--source", "offline", "--voters", "0", log="seed", timeout_s=600)
+        total = rate * (warm_up_s + seconds)
+        voters = [people.voter_from_randomuser(person) for person in people.OfflineSource(5).people(total)]
+        with db.connected(election) as connection:
+            for start in range(0, total, 10_000):
+                db.insert_voters(connection, voters[start:start + 10_000])
+        with (stages.start(election, "voting", "voting.py", "--batch-size", "200", log="voting"),
+              stages.start(election, "spark", "spark_streaming.py", log="spark")):
+            # The job is ready once it has counted a first vote; wait for that before the clock starts.
+            producer = Producer(kafka_io.producer_config(election))
+            voters_topic = election.topic(topics.VOTERS)
+            producer.produce(voters_topic, key=voters[0].voter_id, value=voters[0].to_message())
+            producer.flush(10)
+            waiting.until(lambda: results.votes_counted(election) >= 1, timeout_s=300, every_s=1.0,
+                          what="the counting job's first result")
+            started = time.perf_counter()
+            measured_from = time.time() + warm_up_s
+            for number, voter in enumerate(voters[1:], start=1):
+                due = started + number / rate
+                while (pause := due - time.perf_counter()) > 0:
+                    time.sleep(min(pause, 0.01))  # pacing the steady arrival rate, not synchronisation
+                producer.produce(voters_topic, key=voter.voter_id, value=voter.to_message())
+                producer.poll(0)
+            producer.flush(30)
+            waiting.until(lambda: results.votes_counted(election) >= total, timeout_s=600, every_s=1.0,
+                          what=f"all {total:,} votes counted")
+            shown = results.history(election)
+            results.check_totals(election)
+            return results.latency_percentiles(election, shown, measured_from)
+
+
+def whole_election(base: Settings, voters: int, workers: int, stages: Stages) -> float:
+    """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once."""
+    with elections.throwaway(base, "bench_election") as election, ExitStack() as running:
+        started = time.perf_counter()
+        for worker in range(workers):
+            running.enter_context(stages.start(election, f"voting-{worker}", "voting.py", log="voting"))
+        running.enter_context(stages.start(election, "spark", "spark_streaming.py", log="spark"))
+        seed(election, voters, stages)
+        waiting.until(lambda: results.votes_counted(election) >= voters, timeout_s=STAGE_TIMEOUT_S, every_s=1.0,
+                      what="exact final totals")
+        elapsed = time.perf_counter() - started
+        results.check_totals(election)
+        return elapsed

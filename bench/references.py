@@ -1,0 +1,45 @@
+"""The physical references the figures are compared with, measured on the same machine and services:
+PostgreSQL's COPY of voters rows, and Kafka's own producer benchmark for messages of a voter message's size."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+from bench import BenchFailed
+from realtime_voting import db, elections, people, topics
+from realtime_voting.settings import Settings
+
+COPY_BATCH = 10_000
+
+
+def copy_rate(base: Settings, rows: int) -> float:
+    """``reference_copy_rows_per_s``: voters rows stored per second through ``db.insert_voters`` (COPY)."""
+    with elections.throwaway(base, "bench_copy") as election, db.connected(election) as connection:
+        db.create_schema(connection, election.postgres_schema)
+        voters = [people.voter_from_randomuser(person) for person in people.OfflineSource(1).people(rows)]
+        started = time.perf_counter()
+        for start in range(0, rows, COPY_BATCH):
+            db.insert_voters(connection, voters[start:start + COPY_BATCH])
+        return rows / (time.perf_counter() - started)
+
+
+def producer_rate(base: Settings, records: int) -> float:
+    """``reference_producer_msgs_per_s``: the broker's own ``ProducerPerformance`` (from its jars), ``records``
+    records of a voter message's size."""
+    record_size = len(people.voter_from_randomuser(next(people.OfflineSource(1).people(1))).to_message())
+    with elections.throwaway(base, "bench_producer") as election:
+        topics.create_election_topics(election)
+        finished = subprocess.run(
+            ["java", "-Xmx512m", "-cp", f"{base.jars_dir / 'kafka'}/*", "org.apache.kafka.tools.ProducerPerformance",
+             "--topic", election.topic(topics.VOTERS), "--num-records", str(records),
+             "--record-size", str(record_size), "--throughput", "-1",
+             "--producer-props", f"bootstrap.servers={base.kafka_bootstrap_servers}", "linger.ms=5"],
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+    rates = re.findall(r"([\d.]+) records/sec", finished.stdout)
+    if finished.returncode != 0 or not rates:
+        raise BenchFailed(f"ProducerPerformance exited with {finished.returncode} and printed no rate:\n"
+                          f"{(finished.stdout + finished.stderr)[-2000:]}")
+    return float(rates[-1])

@@ -1,0 +1,69 @@
+"""What the counting job published, read from its result topics, and what it says about the votes table.
+
+A result is the running total of one candidate (``topics.VOTES_PER_CANDIDATE``, keyed by candidate ID), so the
+newest message per key is the current total, and the whole history says when each total was reached.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+from bench import BenchFailed
+from realtime_voting import db, kafka_io, topics
+from realtime_voting.settings import Settings
+
+READ_TIMEOUT_S = 120.0  # a result topic of a million-voter election is read to its end well within this
+
+Shown = tuple[dict, float]  # a result's value, and when the broker received it (epoch seconds)
+
+
+def history(election: Settings) -> list[Shown]:
+    """Every per-candidate result the job published, in the order it published them."""
+    return [(json.loads(message.value()), message.timestamp()[1] / 1000)
+            for message in kafka_io.read_to_end(election, election.topic(topics.VOTES_PER_CANDIDATE),
+                                                timeout_s=READ_TIMEOUT_S)]
+
+
+def latest_totals(election: Settings) -> dict[str, int]:
+    """Candidate ID -> the newest total the job published for them."""
+    return {value["candidate_id"]: value["total_votes"] for value, _ in history(election)}
+
+
+def votes_counted(election: Settings) -> int:
+    return sum(latest_totals(election).values())
+
+
+def votes_stored(election: Settings) -> int:
+    return db.query(election, "SELECT count(*) FROM votes")[0][0]
+
+
+def check_totals(election: Settings) -> None:
+    """``BenchFailed`` unless the counted totals equal the votes table's, candidate by candidate."""
+    expected = dict(db.query(election, "SELECT candidate_id, count(*) FROM votes GROUP BY 1"))
+    counted = latest_totals(election)
+    if counted != expected:
+        raise BenchFailed(f"the counted totals {counted} differ from the votes table {expected}")
+
+
+def latency_percentiles(election: Settings, shown: list[Shown], measured_from: float) -> tuple[float, float]:
+    """p50 and p95 in ms, from a vote's ``voting_time`` to the first result of its candidate that counts it.
+
+    For each candidate, the k-th vote (by voting_time) is counted when a result first shows total >= k. Only
+    the votes cast from ``measured_from`` (epoch seconds) on are measured; all of them are ranked.
+    """
+    votes = db.query(election, "SELECT candidate_id, extract(epoch FROM voting_time) FROM votes "
+                               "ORDER BY candidate_id, voting_time")
+    totals_shown: dict[str, list[tuple[int, float]]] = {}
+    for value, stamp in shown:
+        totals_shown.setdefault(value["candidate_id"], []).append((value["total_votes"], stamp))
+    latencies = []
+    rank: dict[str, int] = {}
+    for candidate_id, cast_at in votes:
+        rank[candidate_id] = rank.get(candidate_id, 0) + 1
+        counted_at = min((stamp for total, stamp in totals_shown.get(candidate_id, []) if total >= rank[candidate_id]),
+                         default=None)
+        if counted_at is not None and float(cast_at) >= measured_from:
+            latencies.append((counted_at - float(cast_at)) * 1000)
+    quantiles = statistics.quantiles(latencies, n=100)
+    return quantiles[49], quantiles[94]
