@@ -24,6 +24,7 @@ import math
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import NoReturn
 
 import streamlit as st
 from confluent_kafka import KafkaException, Producer
@@ -160,7 +161,10 @@ def show_sign_in(settings: Settings) -> None:
 
 def check_sign_in(settings: Settings, attempts: SignInAttempts, voter_id: str,
                   registration_number: str) -> SignInAttempts:
-    """Sign the voter in (and rerun into the ballot) or say why not; returns the session's attempts after it."""
+    """Check a voter's credentials. When they match, the voter enters the ballot (``enter_ballot`` reruns the
+    script: this call does not return). Otherwise the page says why, and this returns the session's attempts:
+    one more failure after a mismatch, unchanged when nothing could be checked (a field left empty, PostgreSQL
+    unreachable, no election yet)."""
     if not voter_id or not registration_number:
         st.warning("Enter both your voter ID and your registration number.")
         return attempts
@@ -176,6 +180,12 @@ def check_sign_in(settings: Settings, attempts: SignInAttempts, voter_id: str,
     if elector is None:
         st.error(NO_MATCH)
         return after_failure(attempts, time.monotonic())
+    enter_ballot(settings, elector)
+
+
+def enter_ballot(settings: Settings, elector: Elector) -> NoReturn:
+    """Sign the voter in (a clean slate of attempts; a vote stored earlier is published again, in case the broker
+    failed then), and rerun the script, which shows their ballot. Never returns."""
     st.session_state[ATTEMPTS] = SignInAttempts()
     st.session_state[ELECTOR] = elector
     if elector.voted_at is not None:

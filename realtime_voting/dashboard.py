@@ -68,6 +68,62 @@ def donut_chart(frame: pd.DataFrame, category: str, title: str, colours: dict[st
     )
 
 
+def show_results(settings: Settings) -> None:
+    """The live part: everything that changes with the votes, top to bottom as the page shows it."""
+    now = datetime.now(timezone.utc)
+    counts, results = read_election(settings)
+    show_freshness(now, counts, results)
+    show_metrics(counts)
+    table = data.candidate_table(results)
+    if table.empty:
+        st.info("No votes have been counted yet. Results appear here as soon as `spark_streaming.py` counts "
+                f"the first votes on {settings.topic(topics.VOTES)} ({settings.kafka_bootstrap_servers}).")
+        return
+    show_leader(table)
+    colours = data.candidate_colours(table)
+    show_candidate_votes(table, colours)
+    show_groups(results, data.party_colours(table))
+    show_race(results, colours)
+    show_location_table(results)
+
+
+def read_election(settings: Settings) -> tuple[data.Register | None, data.Results]:
+    """PostgreSQL's counts (None while it is unreachable) and the latest results; an error on the page names each
+    service that cannot be reached."""
+    problems = []
+    try:
+        counts = register(settings)
+    except db.PostgresUnavailable as error:
+        counts = None
+        problems.append(str(error))
+    results = results_reader(settings).snapshot()
+    if results.kafka_error:
+        problems.append(results.kafka_error)
+    for problem in problems:
+        st.error(f"{problem}. The page recovers by itself when it is back; `make status` shows the local stack.")
+    return counts, results
+
+
+def show_freshness(now: datetime, counts: data.Register | None, results: data.Results) -> None:
+    """When the page and the newest result were computed, and how many cast votes the results do not count yet."""
+    newest = results.newest_computed_at
+    age = data.seconds_since(newest, now)
+    freshness = f"newest result computed {age:.0f}s ago" if age is not None else "no result computed yet"
+    behind = ""
+    if counts is not None and newest is not None:
+        behind = f"; {max(counts.votes_cast - results.votes_counted, 0):,} cast votes not counted yet"
+    st.caption(f"Last refreshed {now:%H:%M:%S} UTC; {freshness}{behind}.")
+
+
+def show_metrics(counts: data.Register | None) -> None:
+    metrics = st.columns(4)
+    metrics[0].metric("Registered voters", f"{counts.voters:,}" if counts else "n/a")
+    metrics[1].metric("Candidates", f"{counts.candidates:,}" if counts else "n/a")
+    metrics[2].metric("Votes cast", f"{counts.votes_cast:,}" if counts else "n/a")
+    turnout = counts.turnout if counts else None
+    metrics[3].metric("Turnout", f"{turnout:.1%}" if turnout is not None else "n/a")
+
+
 def show_leader(table: pd.DataFrame) -> None:
     leading = data.leaders(table)
     if leading.empty:
@@ -86,6 +142,50 @@ def show_leader(table: pd.DataFrame) -> None:
                 st.image(leader.photo_url, width=160)
             st.markdown(f"**{leader.candidate_name}**  \n{leader.party_affiliation}")
             st.markdown(f"{int(leader.total_votes):,} votes ({leader.share:.1%})")
+
+
+def show_candidate_votes(table: pd.DataFrame, colours: dict[str, str]) -> None:
+    st.subheader("Votes per candidate")
+    charts = st.columns(2)
+    charts[0].altair_chart(bar_chart(table, "candidate_name", "Votes", colours), width="stretch")
+    charts[1].altair_chart(donut_chart(table, "candidate_name", "Share", colours), width="stretch")
+    shown = table[["candidate_name", "party_affiliation", "total_votes", "share"]].rename(columns={
+        "candidate_name": "Candidate", "party_affiliation": "Party", "total_votes": "Votes", "share": "Share"})
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"Share": st.column_config.NumberColumn(format="percent")})
+    st.download_button("Download candidates (CSV)", shown.to_csv(index=False), "votes_per_candidate.csv",
+                       "text/csv", key="download_candidates")
+
+
+def show_groups(results: data.Results, party_colours: dict[str, str]) -> None:
+    """Votes per party, and turnout by gender and by age group, side by side."""
+    st.subheader("Votes per party and turnout by group")
+    groups = st.columns(3)
+    groups[0].altair_chart(bar_chart(data.tally_table(results, topics.VOTES_PER_PARTY, "party_affiliation"),
+                                     "party_affiliation", "Votes per party", party_colours),
+                           width="stretch")
+    groups[1].altair_chart(donut_chart(data.tally_table(results, topics.TURNOUT_BY_GENDER, "gender"),
+                                       "gender", "Turnout by gender"), width="stretch")
+    ages = data.tally_table(results, topics.TURNOUT_BY_AGE_GROUP, "age_group").sort_values("age_group")
+    groups[2].altair_chart(
+        alt.Chart(ages, title="Turnout by age group").mark_bar().encode(
+            x=alt.X("age_group:N", title=None, sort=None), y=alt.Y("total_votes:Q", title="Votes"),
+            tooltip=["age_group", "total_votes"]),
+        width="stretch")
+
+
+def show_race(results: data.Results, colours: dict[str, str]) -> None:
+    """Each candidate's running total per minute, once there is a minute to show."""
+    race = data.votes_over_time(results)
+    if race.empty:
+        return
+    st.subheader("Votes over time")
+    st.altair_chart(
+        alt.Chart(race).mark_line(point=True).encode(
+            x=alt.X("window_end:T", title="Time (UTC)"), y=alt.Y("votes_so_far:Q", title="Votes so far"),
+            color=alt.Color("candidate_name:N", title="Candidate", scale=colour_scale(colours)),
+            tooltip=["candidate_name", "window_end:T", "total_votes", "votes_so_far"]),
+        width="stretch")
 
 
 def show_location_table(results: data.Results) -> None:
@@ -109,82 +209,6 @@ def show_location_table(results: data.Results) -> None:
     )
     st.download_button("Download locations (CSV)", locations.to_csv(index=False), "turnout_by_location.csv",
                        "text/csv", key="download_locations")
-
-
-def show_results(settings: Settings) -> None:
-    """The live part: everything that changes with the votes."""
-    now = datetime.now(timezone.utc)
-    problems = []
-    try:
-        counts = register(settings)
-    except db.PostgresUnavailable as error:
-        counts = None
-        problems.append(str(error))
-    results = results_reader(settings).snapshot()
-    if results.kafka_error:
-        problems.append(results.kafka_error)
-    for problem in problems:
-        st.error(f"{problem}. The page recovers by itself when it is back; `make status` shows the local stack.")
-
-    newest = results.newest_computed_at
-    age = data.seconds_since(newest, now)
-    freshness = f"newest result computed {age:.0f}s ago" if age is not None else "no result computed yet"
-    behind = ""
-    if counts is not None and newest is not None:
-        behind = f"; {max(counts.votes_cast - results.votes_counted, 0):,} cast votes not counted yet"
-    st.caption(f"Last refreshed {now:%H:%M:%S} UTC; {freshness}{behind}.")
-
-    metrics = st.columns(4)
-    metrics[0].metric("Registered voters", f"{counts.voters:,}" if counts else "n/a")
-    metrics[1].metric("Candidates", f"{counts.candidates:,}" if counts else "n/a")
-    metrics[2].metric("Votes cast", f"{counts.votes_cast:,}" if counts else "n/a")
-    turnout = counts.turnout if counts else None
-    metrics[3].metric("Turnout", f"{turnout:.1%}" if turnout is not None else "n/a")
-
-    table = data.candidate_table(results)
-    if table.empty:
-        st.info("No votes have been counted yet. Results appear here as soon as `spark_streaming.py` counts "
-                f"the first votes on {settings.topic('votes_topic')} ({settings.kafka_bootstrap_servers}).")
-        return
-    show_leader(table)
-    colours = data.candidate_colours(table)
-
-    st.subheader("Votes per candidate")
-    charts = st.columns(2)
-    charts[0].altair_chart(bar_chart(table, "candidate_name", "Votes", colours), width="stretch")
-    charts[1].altair_chart(donut_chart(table, "candidate_name", "Share", colours), width="stretch")
-    shown = table[["candidate_name", "party_affiliation", "total_votes", "share"]].rename(columns={
-        "candidate_name": "Candidate", "party_affiliation": "Party", "total_votes": "Votes", "share": "Share"})
-    st.dataframe(shown, hide_index=True, width="stretch",
-                 column_config={"Share": st.column_config.NumberColumn(format="percent")})
-    st.download_button("Download candidates (CSV)", shown.to_csv(index=False), "votes_per_candidate.csv",
-                       "text/csv", key="download_candidates")
-
-    st.subheader("Votes per party and turnout by group")
-    groups = st.columns(3)
-    groups[0].altair_chart(bar_chart(data.tally_table(results, topics.VOTES_PER_PARTY, "party_affiliation"),
-                                     "party_affiliation", "Votes per party", data.party_colours(table)),
-                           width="stretch")
-    groups[1].altair_chart(donut_chart(data.tally_table(results, topics.TURNOUT_BY_GENDER, "gender"),
-                                       "gender", "Turnout by gender"), width="stretch")
-    ages = data.tally_table(results, topics.TURNOUT_BY_AGE_GROUP, "age_group").sort_values("age_group")
-    groups[2].altair_chart(
-        alt.Chart(ages, title="Turnout by age group").mark_bar().encode(
-            x=alt.X("age_group:N", title=None, sort=None), y=alt.Y("total_votes:Q", title="Votes"),
-            tooltip=["age_group", "total_votes"]),
-        width="stretch")
-
-    race = data.votes_over_time(results)
-    if not race.empty:
-        st.subheader("Votes over time")
-        st.altair_chart(
-            alt.Chart(race).mark_line(point=True).encode(
-                x=alt.X("window_end:T", title="Time (UTC)"), y=alt.Y("votes_so_far:Q", title="Votes so far"),
-                color=alt.Color("candidate_name:N", title="Candidate", scale=colour_scale(colours)),
-                tooltip=["candidate_name", "window_end:T", "total_votes", "votes_so_far"]),
-            width="stretch")
-
-    show_location_table(results)
 
 
 def render() -> None:

