@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -229,6 +231,31 @@ def fetch_candidates(connection: psycopg2.extensions.connection) -> list[Candida
             .format(sql.SQL(", ").join(map(sql.Identifier, columns)))
         )
         return [Candidate(*row) for row in cursor.fetchall()]
+
+
+def wait_for_candidates(settings: Settings, stop: threading.Event, *, every_s: float = 1.0) -> list[Candidate] | None:
+    """The election's candidates, once there are any; ``None`` if ``stop`` is set first.
+
+    A stage started before ``main.py`` finds no tables or no candidates yet: it says so once and asks again
+    every ``every_s`` seconds, for as long as it takes (a user may start the stages in any order).
+    """
+    announced = False
+
+    def standing() -> list[Candidate]:
+        nonlocal announced
+        try:
+            candidates = fetch_candidates(connection)
+        except UndefinedTable:
+            candidates = []
+        if not candidates and not announced:
+            logger.info("no candidates yet: waiting for `python main.py` to seed the election")
+            announced = True
+        return candidates
+
+    with connected(settings) as connection:
+        candidates = waiting.until(standing, timeout_s=math.inf, what="candidates in PostgreSQL", every_s=every_s,
+                                   stop=stop)
+    return candidates or None
 
 
 def fetch_voters_without_vote(connection: psycopg2.extensions.connection, batch_size: int = 5000) -> Iterator[Voter]:

@@ -249,27 +249,6 @@ def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
-def load_candidates(settings: Settings, stop: threading.Event) -> list[Candidate] | None:
-    connection = db.connect(settings)
-    try:
-        announced = False
-        while not stop.is_set():
-            try:
-                candidates = db.fetch_candidates(connection)
-            except db.UndefinedTable:
-                candidates = []
-            if candidates:
-                logger.info("counting votes for %d candidates", len(candidates))
-                return candidates
-            if not announced:
-                logger.info("no candidates yet: waiting for `python main.py` to seed the election")
-                announced = True
-            stop.wait(1.0)
-        return None
-    finally:
-        connection.close()
-
-
 def start_queries(spark: SparkSession, settings: Settings, candidates: list[Candidate],
                   available_now: bool) -> list[StreamingQuery]:
     classified = classify_votes(read_votes(spark, settings), candidates)
@@ -299,9 +278,10 @@ def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> in
     spark = build_spark_session(settings, "realtime-voting-counting")
     spark.streams.addListener(ProgressLog())
     try:
-        candidates = load_candidates(settings, stop)
+        candidates = db.wait_for_candidates(settings, stop)
         if candidates is None:
             return 0
+        logger.info("counting votes for %d candidates", len(candidates))
         queries = start_queries(spark, settings, candidates, available_now)
         logger.info("counting %s into the aggregated_* topics (checkpoints in %s)%s",
                     settings.topic(topics.VOTES), checkpoint_root(settings),
