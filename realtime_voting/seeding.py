@@ -20,7 +20,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from realtime_voting import db, kafka_io, people, topics
 from realtime_voting.cli import configure_logging, services_ready
+from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import PARTIES, Voter
 from realtime_voting.settings import Settings
 from realtime_voting.topics import checkpoint_root
@@ -136,15 +137,13 @@ class Seeder:
         giving_up = False
         # Storing a batch (PostgreSQL's work: psycopg2 lets go of the GIL meanwhile) overlaps with drawing the
         # next one and publishing the one before. A voter is still published only after it is stored.
-        storing: tuple[list[Voter], Future[list[Voter]]] | None = None
         with (tqdm(total=wanted, unit="voter", desc="Registering and publishing voters") as bar,
-              ThreadPoolExecutor(max_workers=1, thread_name_prefix="register") as registrar):
+              StoredBehind(partial(db.insert_voters, self.connection), thread_name="register") as registrar):
             while True:
-                in_flight = len(storing[0]) if storing else 0
+                in_flight = len(registrar.being_stored or [])
                 still_wanted = 0 if giving_up else wanted - registered - in_flight
                 drawn = self.draw(min(self.args.batch_size, still_wanted)) if still_wanted > 0 else []
-                batch, new_voters = (storing[0], storing[1].result()) if storing else ([], [])
-                storing = (drawn, registrar.submit(db.insert_voters, self.connection, drawn)) if drawn else None
+                batch, new_voters = registrar.hand_over(drawn or None) or ([], [])
                 if new_voters:
                     self.publish(new_voters)
                     registered += len(new_voters)
@@ -152,7 +151,7 @@ class Seeder:
                 # A source may hand out someone already registered; they are skipped and replaced, within reason.
                 batches_with_known_people += len(new_voters) < len(batch)
                 giving_up = giving_up or batches_with_known_people > 10
-                if storing is None:
+                if registrar.being_stored is None:
                     break
         if giving_up:
             logger.warning("the source keeps returning registered people: stopped at %d new voters", registered)
@@ -163,12 +162,10 @@ class Seeder:
 
     def republish(self) -> int:
         published = 0
-        connection = db.connect(self.settings)  # the server-side cursor holds a transaction of its own
-        try:
+        # A connection of its own: the server-side cursor holds a transaction of its own.
+        with db.connected(self.settings) as connection:
             for batch in batched(db.fetch_voters_without_vote(connection), self.args.batch_size):
                 published += self.publish(batch)
-        finally:
-            connection.close()
         return published
 
     def publish(self, voters: list[Voter]) -> int:
@@ -208,11 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         seeder.close()
 
-    connection = db.connect(settings)
-    try:
+    with db.connected(settings) as connection:
         candidates, voters = db.count_rows(connection, "candidates"), db.count_rows(connection, "voters")
-    finally:
-        connection.close()
     elapsed = time.monotonic() - started
     print(f"Election ready in {elapsed:.1f}s: {candidates} candidates ({new_candidates} new), "
           f"{voters} voters ({new_voters} new, published to {seeder.voters_topic})"
