@@ -24,9 +24,10 @@ registration number must match one row of ``voters``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import psycopg2.extensions
 from confluent_kafka import Producer
@@ -109,6 +110,74 @@ class StoredBatch:
     votes: list[Vote]
 
 
+class VoterState(NamedTuple):
+    """A registered voter of a batch as the store statement sees them (one row of its answer)."""
+
+    voter: tuple  # address_state, address_country, gender, date_of_birth: the voter's fields in a vote message
+    candidate_id: str | None  # their stored vote's candidate; None if they have not voted (and did not now)
+    voting_time: datetime | None
+    new: bool  # their vote was stored by this statement
+
+
+def insert_votes(cursor: psycopg2.extensions.cursor, choice_of: dict[str, str | None],
+                 voting_time: datetime) -> dict[str, VoterState]:
+    """``STORE_VOTES``: the batch's registered voters, their new votes inserted, and each one's stored vote."""
+    # The batch as two arrays (one parameter each, instead of a VALUES row rendered per ballot); the voters'
+    # fields, the insert and the earlier votes in one round trip.
+    cursor.execute(STORE_VOTES, {"voter_ids": list(choice_of), "candidate_ids": list(choice_of.values()),
+                                 "voting_time": voting_time})
+    return {voter_id: VoterState(tuple(voter), candidate_id, cast_at, is_new)
+            for voter_id, *voter, candidate_id, cast_at, is_new in cursor}
+
+
+def read_raced_votes(cursor: psycopg2.extensions.cursor, states: dict[str, VoterState],
+                     choice_of: dict[str, str | None]) -> dict[str, VoterState]:
+    """The votes that another process committed while ``insert_votes`` ran, of voters it found without one.
+
+    Such a vote is neither inserted by the statement nor in its snapshot of ``votes``: read it now that it is
+    committed (two browser tabs of one voter, or two voting processes during a rebalance).
+    """
+    raced = [voter_id for voter_id, state in states.items()
+             if state.candidate_id is None and choice_of[voter_id] is not None]
+    if not raced:
+        return {}
+    cursor.execute("SELECT voter_id, candidate_id, voting_time FROM votes WHERE voter_id = ANY(%s)", (raced,))
+    return {voter_id: VoterState(states[voter_id].voter, candidate_id, cast_at, False)
+            for voter_id, candidate_id, cast_at in cursor}
+
+
+def first_choices(ballots: Sequence[Ballot], standing: Container[str]) -> dict[str, str | None]:
+    """Each voter of the batch -> the candidate of their first ballot for a standing candidate (the one that may
+    be stored), None if they have none (they stay home, or named only candidates who are not standing)."""
+    choice_of: dict[str, str | None] = {}
+    for ballot in ballots:
+        if choice_of.get(ballot.voter_id) is None:
+            choice_of[ballot.voter_id] = ballot.candidate_id if ballot.candidate_id in standing else None
+    return choice_of
+
+
+def cast_results(ballots: Sequence[Ballot], states: dict[str, VoterState], votes: dict[str, Vote],
+                 standing: Container[str]) -> list[CastResult]:
+    """One result per ballot, in order, from what the store statement answered (``states``: registered voters
+    only) and the stored votes. Only a voter's first ballot for a standing candidate can be the new vote."""
+    results = []
+    first_ballot_counted: set[str] = set()
+    for ballot in ballots:
+        if ballot.voter_id not in states:
+            results.append(CastResult(ballot, rejection=f"voter {ballot.voter_id!r} is not registered"))
+        elif ballot.candidate_id is None:  # stays home: nothing stored, an earlier vote stands (and is published)
+            earlier = votes.get(ballot.voter_id)
+            results.append(CastResult(ballot, vote=earlier, already_voted=earlier is not None))
+        elif ballot.candidate_id not in standing:
+            results.append(CastResult(
+                ballot, rejection=f"candidate {ballot.candidate_id!r} is not standing in this election"))
+        else:
+            is_new = states[ballot.voter_id].new and ballot.voter_id not in first_ballot_counted
+            first_ballot_counted.add(ballot.voter_id)
+            results.append(CastResult(ballot, vote=votes[ballot.voter_id], already_voted=not is_new))
+    return results
+
+
 class BallotBox:
     """Casts batches of ballots against one PostgreSQL connection and one Kafka producer."""
 
@@ -137,34 +206,11 @@ class BallotBox:
 
         A caller that splits ``cast`` must ``publish`` every stored batch before it treats the ballots as done.
         """
-        voting_time = now or datetime.now(timezone.utc)
         if any(ballot.candidate_id is not None and ballot.candidate_id not in self.candidates for ballot in ballots):
             self.reload_candidates()  # a candidate may have been added since this process started
-        # Each voter's first ballot for a standing candidate is the one stored; None if they have none.
-        choice_of: dict[str, str | None] = {}
-        for ballot in ballots:
-            if choice_of.get(ballot.voter_id) is None:
-                choice_of[ballot.voter_id] = ballot.candidate_id if ballot.candidate_id in self.candidates else None
-
-        stored = self._store(choice_of, voting_time)
-        votes = self._votes(stored)
-
-        results = []
-        first_ballot_counted: set[str] = set()
-        for ballot in ballots:
-            if ballot.voter_id not in stored:
-                results.append(CastResult(ballot, rejection=f"voter {ballot.voter_id!r} is not registered"))
-            elif ballot.candidate_id is None:  # stays home: nothing stored, an earlier vote stands (and is published)
-                earlier = votes.get(ballot.voter_id)
-                results.append(CastResult(ballot, vote=earlier, already_voted=earlier is not None))
-            elif ballot.candidate_id not in self.candidates:
-                results.append(CastResult(
-                    ballot, rejection=f"candidate {ballot.candidate_id!r} is not standing in this election"))
-            else:
-                is_new = stored[ballot.voter_id][3] and ballot.voter_id not in first_ballot_counted
-                first_ballot_counted.add(ballot.voter_id)
-                results.append(CastResult(ballot, vote=votes[ballot.voter_id], already_voted=not is_new))
-        return StoredBatch(results, list(votes.values()))
+        states = self._store(first_choices(ballots, self.candidates), now or datetime.now(timezone.utc))
+        votes = self._votes(states)
+        return StoredBatch(cast_results(ballots, states, votes, self.candidates), list(votes.values()))
 
     def publish(self, stored: StoredBatch) -> int:
         """``cast``'s second half: publish the stored votes, acknowledged by the broker (raises ``PublishFailed``)."""
@@ -177,40 +223,23 @@ class BallotBox:
         For a vote that was stored but maybe never acknowledged by the broker (a caller that could not retry
         the batch). Harmless when it was: the counting stage deduplicates by voter.
         """
-        stored = self._store(dict.fromkeys(voter_ids), datetime.now(timezone.utc))  # no choice: nothing inserted
-        return self.publish(StoredBatch([], list(self._votes(stored).values())))
+        states = self._store(dict.fromkeys(voter_ids), datetime.now(timezone.utc))  # no choice: nothing inserted
+        return self.publish(StoredBatch([], list(self._votes(states).values())))
 
-    def _votes(self, stored: dict[str, tuple]) -> dict[str, Vote]:
+    def _votes(self, states: dict[str, VoterState]) -> dict[str, Vote]:
         """The vote message of every voter of ``_store``'s answer who has a stored vote."""
-        return {voter_id: self._vote(voter_id, candidate_id, cast_at, voter)
-                for voter_id, (voter, candidate_id, cast_at, _) in stored.items() if candidate_id is not None}
+        return {voter_id: self._vote(voter_id, state.candidate_id, state.voting_time, state.voter)
+                for voter_id, state in states.items() if state.candidate_id is not None}
 
-    def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, tuple]:
-        """Insert the votes in one transaction and one statement.
-
-        Returns, for every *registered* voter of ``choice_of``: (their fields for the vote message, stored
-        candidate, stored time, whether it was stored now). The stored candidate is None for a voter who has
-        not voted and chose no standing candidate. Unregistered voters are left out.
-        """
+    def _store(self, choice_of: dict[str, str | None], voting_time: datetime) -> dict[str, VoterState]:
+        """Insert the chosen votes in one transaction; return the state of every *registered* voter of
+        ``choice_of`` after it (unregistered voters are left out)."""
         if not choice_of:
             return {}
         with self.connection, self.connection.cursor() as cursor:
-            # The batch as two arrays (one parameter each, instead of a VALUES row rendered per ballot); the
-            # voters' fields, the insert and the earlier votes in one round trip.
-            cursor.execute(STORE_VOTES, {"voter_ids": list(choice_of), "candidate_ids": list(choice_of.values()),
-                                         "voting_time": voting_time})
-            stored = {voter_id: (voter, candidate_id, cast_at, is_new)
-                      for voter_id, *voter, candidate_id, cast_at, is_new in cursor}
-            # A vote committed by another process after this statement began is neither inserted nor in its
-            # snapshot of ``votes``: read it now that it is committed.
-            raced = [voter_id for voter_id, (_, candidate_id, _, _) in stored.items()
-                     if candidate_id is None and choice_of[voter_id] is not None]
-            if raced:
-                cursor.execute("SELECT voter_id, candidate_id, voting_time FROM votes WHERE voter_id = ANY(%s)",
-                               (raced,))
-                for voter_id, candidate_id, cast_at in cursor:
-                    stored[voter_id] = (stored[voter_id][0], candidate_id, cast_at, False)
-        return stored
+            states = insert_votes(cursor, choice_of, voting_time)
+            states.update(read_raced_votes(cursor, states, choice_of))
+        return states
 
     def _vote(self, voter_id: str, candidate_id: str, voting_time: datetime, voter: tuple) -> Vote:
         candidate = self.candidates.get(candidate_id)
