@@ -22,6 +22,13 @@ vote. Who stays home depends on the voter ID and ``--seed`` alone (``stays_home`
 messages, so a replay, another process or ``make demo`` (which prints voters left for the ballot page) agree.
 A voter who stays home has no vote stored and can vote on the ballot page.
 
+The loop, batch by batch, as small steps (``VotingStage._vote``): consume voters; ``prepare_batch`` turns them
+into ballots and dead letters; the ballot-box thread stores the ballots (``BallotBox.store``) while the loop
+publishes the batch before (``BallotBox.publish``, the dead letters) and then stores that batch's offsets
+(``next_offsets``). While PostgreSQL or the broker is down the batch in hand is retried, never skipped, after a
+pause of 0.5 s doubling to 10 s (``Backoff``), reconnecting to PostgreSQL; each failed attempt is logged.
+The consumer, the producer and the connection are closed on every way out, Ctrl-C and SIGTERM included.
+
 Bad input never stops the stage: a message that is not JSON, has no usable ``voter_id`` or names a voter who
 is not registered goes to ``dead_letter_topic`` with its original bytes and a reason, and creates no vote.
 """
@@ -36,17 +43,18 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import psycopg2
-import psycopg2.errors
+import psycopg2.extensions
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from realtime_voting import db, kafka_io, topics
-from realtime_voting.ballot_box import Ballot, BallotBox, StoredBatch
+from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, StoredBatch
 from realtime_voting.cli import start_long_running
+from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
 
@@ -54,7 +62,11 @@ logger = logging.getLogger(__name__)
 
 STAGE = "voting"
 PROGRESS_EVERY_S = 5.0
-RETRY_PAUSE_S = 1.0
+T = TypeVar("T")
+
+
+class BadOption(ValueError):
+    """An option of voting.py (or its VOTING_* setting) that cannot be used; the message names it."""
 
 
 class CandidateChooser:
@@ -81,18 +93,18 @@ def parse_weights(spec: str, candidates: Sequence[Candidate]) -> list[float]:
         except ValueError:
             weight = -1.0
         if not separator or not name.strip() or weight < 0:
-            raise ValueError(f"--weights item {item!r} is not NAME=WEIGHT with a weight of 0 or more")
+            raise BadOption(f"--weights item {item!r} is not NAME=WEIGHT with a weight of 0 or more")
         key = name.strip().casefold()
         matches = [index for index, candidate in enumerate(candidates)
                    if key in {candidate.candidate_id.casefold(), candidate.candidate_name.casefold(),
                               candidate.party_affiliation.casefold()}]
         if not matches:
             known = ", ".join(f"{c.candidate_name} ({c.party_affiliation})" for c in candidates)
-            raise ValueError(f"--weights names {name.strip()!r}, which is no candidate or party; candidates: {known}")
+            raise BadOption(f"--weights names {name.strip()!r}, which is no candidate or party; candidates: {known}")
         for index in matches:
             weights[index] = weight
     if not any(weights):
-        raise ValueError("--weights gives every candidate a weight of 0")
+        raise BadOption("--weights gives every candidate a weight of 0")
     return weights
 
 
@@ -113,7 +125,7 @@ class Pacer:
 
     def __init__(self, rate: float, clock=time.monotonic) -> None:
         if rate < 0:
-            raise ValueError(f"--rate {rate} is below 0 (0 means no cap)")
+            raise BadOption(f"--rate {rate} is below 0 (0 means no cap)")
         self.rate = rate
         self.clock = clock
         self.capacity = max(1.0, rate * self.STEP_S)
@@ -147,6 +159,19 @@ class Progress:
     last_report: float = 0.0
     reported_total: int = 0
 
+    def count(self, results: Sequence[CastResult], *, rejected: int) -> None:
+        """Count a finished batch: its ballots' results, and its dead letters (rejected ballots and messages)."""
+        for result in results:
+            if result.rejection:
+                continue  # among the dead letters
+            if result.stayed_home:
+                self.stayed_home += 1
+            elif result.already_voted:
+                self.already_voted += 1
+            else:
+                self.votes_cast += 1
+        self.rejected += rejected
+
     def report(self, now: float, *, force: bool = False) -> None:
         if not force and now - self.last_report < PROGRESS_EVERY_S:
             return
@@ -157,6 +182,8 @@ class Progress:
         self.last_report, self.reported_total = now, total
 
 
+# --- The steps of a batch, as plain functions: consumed messages in, ballots, dead letters and offsets out. ---
+
 @dataclass
 class Batch:
     """Consumed messages on their way through the stage: the ballots made of them, and the dead letters."""
@@ -166,188 +193,249 @@ class Batch:
     ballots: list[Ballot] = field(default_factory=list)
     dead_letters: list[kafka_io.KeyedMessage] = field(default_factory=list)
 
+    @property
+    def votes_to_cast(self) -> int:
+        """The ballots with a candidate: what ``--rate`` counts (voters who stay home cost nothing)."""
+        return sum(ballot.candidate_id is not None for ballot in self.ballots)
+
+
+def prepare_batch(messages: Sequence[Message], chooser: CandidateChooser, turnout: float, salt: int) -> Batch:
+    """Messages -> a ballot for each voter named (no candidate for one who stays home, see ``stays_home``) and a
+    dead letter for each message naming none. Broker events among the messages (errors) make neither."""
+    batch = Batch(list(messages))
+    voter_ids: list[str] = []
+    for message in messages:
+        if message.error() is not None:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                logger.warning("consumer error on %s: %s", message.topic(), message.error())
+            continue
+        try:
+            voter_id = voter_id_of(message.value())
+        except InvalidMessage as error:
+            batch.dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=str(error)))
+            continue
+        voter_ids.append(voter_id)
+        batch.sources.append(message)
+    batch.ballots = [Ballot(voter_id, None if stays_home(voter_id, turnout, salt) else choice)
+                     for voter_id, choice in zip(voter_ids, chooser.choose(len(voter_ids)), strict=True)]
+    return batch
+
+
+def dead_letters_of(batch: Batch, stored: StoredBatch) -> list[kafka_io.KeyedMessage]:
+    """The batch's dead letters: its messages that name no voter, then its ballots the ballot box rejected."""
+    return batch.dead_letters + [kafka_io.dead_letter(message, stage=STAGE, reason=result.rejection)
+                                 for result, message in zip(stored.results, batch.sources, strict=True)
+                                 if result.rejection]
+
+
+def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to store once ``messages`` are done: the one after the last message, per partition."""
+    after_last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.error() is None:
+            key = (message.topic(), message.partition())
+            after_last[key] = max(after_last.get(key, 0), message.offset() + 1)
+    return [TopicPartition(topic, partition, offset) for (topic, partition), offset in after_last.items()]
+
+
+# --- Retrying while PostgreSQL or the broker is down. ---
+
+class Backoff:
+    """The pauses between the attempts at one piece of work: ``FIRST_S``, doubling, ``MOST_S`` at most.
+
+    Each piece of work gets a new ``Backoff``, so a success starts the next failure's pauses from ``FIRST_S``.
+    """
+
+    FIRST_S = 0.5
+    MOST_S = 10.0
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def next_pause_s(self) -> float:
+        self.failures += 1
+        return min(self.MOST_S, self.FIRST_S * 2 ** (self.failures - 1))
+
+
+POSTGRES_DOWN = (psycopg2.OperationalError, psycopg2.InterfaceError)  # connection lost, refused or closed
+
+
+def retry(action: Callable[[], T], stop: threading.Event, *,
+          after_postgres_failure: Callable[[], None] = lambda: None) -> T | None:
+    """``action()``'s value, trying again (with a ``Backoff``, each attempt logged) as long as PostgreSQL or the
+    broker fails it; ``None`` if ``stop`` is set meanwhile. Any other error is a bug and is raised.
+
+    The batch in hand is retried as it is, never skipped: its offsets are not stored until it succeeds.
+    """
+    backoff = Backoff()
+    while True:
+        try:
+            return action()
+        except POSTGRES_DOWN as error:
+            failure = f"PostgreSQL failed ({str(error).strip().splitlines()[0] if str(error).strip() else error!r})"
+            after_postgres_failure()
+        except kafka_io.PublishFailed as error:
+            failure = str(error)
+        pause_s = backoff.next_pause_s()
+        logger.warning("%s; retrying the batch in %.1fs (attempt %d failed)", failure, pause_s, backoff.failures)
+        if stop.wait(pause_s):
+            return None
+
+
+# --- The clients, and the loop. ---
+
+@dataclass
+class Clients:
+    """The stage's consumer, producer and PostgreSQL connection; the connection is replaced when it breaks."""
+
+    settings: Settings
+    consumer: Consumer
+    producer: Producer
+    connection: psycopg2.extensions.connection
+
+    def reconnected(self) -> psycopg2.extensions.connection:
+        """The connection, a new one if the last one was dropped (raises ``psycopg2.OperationalError``)."""
+        if self.connection.closed:
+            self.connection = db.connect(self.settings)
+        return self.connection
+
+    def drop_connection(self) -> None:
+        """Close the connection after a failure; the next ``reconnected`` opens a new one."""
+        with contextlib.suppress(psycopg2.Error):
+            self.connection.close()
+
+
+@contextlib.contextmanager
+def opened_clients(settings: Settings) -> Iterator[Clients]:
+    """The stage's clients, each closed on the way out whatever happens (also when a later one fails to open):
+    the connection closed, the producer flushed, then the consumer closed, which commits the offsets stored
+    and leaves the group at once, so that another process takes its partitions over without waiting."""
+    with contextlib.ExitStack() as closing:
+        consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP)))
+        closing.callback(consumer.close)
+        producer = Producer(kafka_io.producer_config(settings))
+        closing.callback(producer.flush, 30)
+        clients = Clients(settings, consumer, producer, db.connect(settings))
+        closing.callback(clients.drop_connection)  # the connection in use at the end, if it was replaced
+        yield clients
+
+
+@dataclass(frozen=True)
+class VotingOptions:
+    weights: str = ""  # --weights / VOTING_WEIGHTS
+    batch_size: int = 5000
+    seed: int | None = None
+    rate: float = 0.0  # --rate / VOTING_RATE: votes per second, 0 for no cap
+    turnout: float = 1.0  # --turnout / VOTING_TURNOUT
+    exit_on_idle_s: float | None = None
+
 
 class VotingStage:
-    """The consume -> cast -> store-offsets loop, with retries that never skip a message."""
+    """Waits for the candidates, then consumes voters and casts their ballots until stopped (or idle)."""
 
-    def __init__(self, settings: Settings, chooser_weights: str, stop: threading.Event, batch_size: int,
-                 seed: int | None = None, rate: float = 0.0, turnout: float = 1.0) -> None:
-        if not 0 <= turnout <= 1:
-            raise ValueError(f"--turnout {turnout} is not a share between 0 and 1")
+    def __init__(self, settings: Settings, options: VotingOptions, stop: threading.Event) -> None:
+        if not 0 <= options.turnout <= 1:
+            raise BadOption(f"--turnout {options.turnout} is not a share between 0 and 1")
         self.settings = settings
+        self.options = options
         self.stop = stop
-        self.batch_size = batch_size
-        self.weights_spec = chooser_weights
-        self.rng = random.Random(seed)
-        self.pacer = Pacer(rate)
-        self.turnout = turnout
-        self.turnout_salt = seed if seed is not None else self.rng.getrandbits(64)
+        self.rng = random.Random(options.seed)
+        self.pacer = Pacer(options.rate)
+        self.turnout_salt = options.seed if options.seed is not None else self.rng.getrandbits(64)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTERS)
-        self.connection = db.connect(settings)
-        self.producer = Producer(kafka_io.producer_config(settings))
-        self.consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP)))
-        self.ballot_box: BallotBox  # built once the election's candidates exist
-        self.chooser = self._wait_for_candidates()
-        self.progress = Progress(started=time.monotonic(), last_report=time.monotonic())
+        self.progress = Progress()
+        self.clients: Clients  # opened by run
+        self.ballot_box: BallotBox
 
-    def _wait_for_candidates(self) -> CandidateChooser | None:
-        """Wait (until stopped) for main.py to create the tables and seed candidates, then build the chooser."""
-        announced = False
-        while not self.stop.is_set():
-            try:
-                candidates = db.fetch_candidates(self.connection)
-            except psycopg2.errors.UndefinedTable:
-                candidates = []
-            if candidates:
-                self.ballot_box = BallotBox(self.settings, self.connection, self.producer)
-                return CandidateChooser(candidates, self.weights_spec, self.rng)
-            if not announced:
-                logger.info("no candidates yet: waiting for `python main.py` to seed the election")
-                announced = True
-            self.stop.wait(1.0)
-        return None
-
-    def run(self, exit_on_idle_s: float | None) -> None:
-        if self.chooser is None:
-            return
-        # --exit-on-idle counts from the moment partitions are assigned: joining the group takes a moment.
-        last_message_at = float("inf")
-
-        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            nonlocal last_message_at
-            last_message_at = min(last_message_at, time.monotonic())
-
-        self.consumer.subscribe([self.settings.topic(topics.VOTERS)], on_assign=on_assign)
-        logger.info("voting: reading %s as %s", self.settings.topic(topics.VOTERS),
-                    self.settings.topic(topics.VOTING_GROUP))
-        # A batch is stored by the ballot-box thread (PostgreSQL's work: psycopg2 lets go of the GIL) while this
-        # thread reads and prepares the next one and publishes the one before. Each batch is still stored,
-        # then published, then its offsets stored, in the order the batches were read.
-        storing: tuple[Batch, Future[StoredBatch | None]] | None = None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ballot-box") as ballot_box_thread:
-            while not self.stop.is_set():
-                allowed = self.pacer.votes_allowed(self.batch_size)
-                messages = self.consumer.consume(num_messages=allowed, timeout=0.5) if allowed else []
-                now = time.monotonic()
-                batch = self.prepare(messages) if messages else None
-                if batch is not None:
-                    self.pacer.spend(sum(ballot.candidate_id is not None for ballot in batch.ballots))
-                finished = self._finish(storing) if storing else True
-                storing = None
-                if not finished:
-                    break  # stopping mid-retry: offsets stay unstored and the batch is replayed on restart
-                if batch is not None:
-                    last_message_at = now
-                    storing = (batch, ballot_box_thread.submit(self._store, batch))
-                elif not allowed:
-                    self.stop.wait(self.pacer.seconds_to_wait())  # pacing (--rate), not synchronisation
-                elif exit_on_idle_s is not None and now - last_message_at >= exit_on_idle_s:
-                    logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", exit_on_idle_s)
-                    break
-                self.progress.report(time.monotonic())
-            if storing:
-                self._finish(storing)  # the batch read last, unless stopping mid-retry
+    def run(self) -> None:
+        """Vote until stopped (SIGINT/SIGTERM set ``stop``) or idle; raises ``BadOption`` for bad ``--weights``."""
+        candidates = db.wait_for_candidates(self.settings, self.stop)
+        if candidates is None:
+            return  # stopped before the election was seeded
+        chooser = CandidateChooser(candidates, self.options.weights, self.rng)
+        with (opened_clients(self.settings) as self.clients,
+              StoredBehind(self._store, thread_name="ballot-box") as ballot_box_thread):
+            self.ballot_box = BallotBox(self.settings, self.clients.connection, self.clients.producer)
+            self.progress.started = self.progress.last_report = time.monotonic()
+            self._vote(chooser, ballot_box_thread)
         self.progress.report(time.monotonic(), force=True)
 
-    def prepare(self, messages: list[Message]) -> Batch:
-        """Messages -> a ballot for each voter named, and a dead letter for each message naming none."""
-        batch = Batch(messages)
-        voter_ids: list[str] = []
-        for message in messages:
-            if message.error() is not None:
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    logger.warning("consumer error on %s: %s", message.topic(), message.error())
-                continue
-            try:
-                voter_id = voter_id_of(message.value())
-            except InvalidMessage as error:
-                batch.dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=str(error)))
-                continue
-            voter_ids.append(voter_id)
-            batch.sources.append(message)
-        batch.ballots = [Ballot(voter_id, None if stays_home(voter_id, self.turnout, self.turnout_salt) else choice)
-                         for voter_id, choice in zip(voter_ids, self.chooser.choose(len(voter_ids)), strict=True)]
-        return batch
+    def _vote(self, chooser: CandidateChooser, ballot_box_thread: StoredBehind[Batch, StoredBatch | None]) -> None:
+        """The consume loop: read a batch, hand it to the ballot-box thread, finish the batch handed over before.
+
+        Batch N is stored (PostgreSQL's work: psycopg2 lets go of the GIL) while this thread finishes batch N-1
+        and reads batch N+1. Each batch is still stored, then published, then its offsets stored, in the order
+        the batches were read.
+        """
+        # --exit-on-idle counts from the moment partitions are assigned: joining the group takes a moment.
+        last_voter_at = float("inf")
+
+        def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            nonlocal last_voter_at
+            last_voter_at = min(last_voter_at, time.monotonic())
+
+        voters_topic, group = self.settings.topic(topics.VOTERS), self.settings.topic(topics.VOTING_GROUP)
+        self.clients.consumer.subscribe([voters_topic], on_assign=on_assign)
+        logger.info("voting: reading %s as %s", voters_topic, group)
+        while not self.stop.is_set():
+            allowed = self.pacer.votes_allowed(self.options.batch_size)
+            messages = self.clients.consumer.consume(num_messages=allowed, timeout=0.5) if allowed else []
+            now = time.monotonic()
+            batch = prepare_batch(messages, chooser, self.options.turnout, self.turnout_salt) if messages else None
+            if batch is not None:
+                self.pacer.spend(batch.votes_to_cast)
+                last_voter_at = now
+            stored = ballot_box_thread.hand_over(batch)
+            if stored is not None and not self._finish(*stored):
+                # Stopping mid-retry: neither this batch's offsets nor a later one's are stored, so both are
+                # replayed on restart (a replayed voter republishes their stored vote).
+                return
+            if not allowed:
+                self.stop.wait(self.pacer.seconds_to_wait())  # pacing (--rate), not synchronisation
+            elif (batch is None and self.options.exit_on_idle_s is not None
+                  and now - last_voter_at >= self.options.exit_on_idle_s):
+                logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", self.options.exit_on_idle_s)
+                break
+            self.progress.report(time.monotonic())
+        stored = ballot_box_thread.hand_over(None)  # the batch read last, unless stopping mid-retry
+        if stored is not None:
+            self._finish(*stored)
 
     def _store(self, batch: Batch) -> StoredBatch | None:
-        """The ballot-box thread's part: store the batch's votes (retrying); None if asked to stop."""
-        return self._retry(lambda: self.ballot_box.store(batch.ballots))
+        """The ballot-box thread's part: store the batch's votes, reconnecting and retrying while PostgreSQL is
+        down; None if asked to stop first (nothing of the batch is then published or marked done)."""
 
-    def _finish(self, storing: tuple[Batch, Future[StoredBatch | None]]) -> bool:
-        """Wait for a batch to be stored, publish its votes and dead letters, store its offsets.
+        def store() -> StoredBatch:
+            self.ballot_box.connection = self.clients.reconnected()
+            return self.ballot_box.store(batch.ballots)
 
-        False if asked to stop before it was done (its offsets are not stored, so it is replayed on restart).
-        """
-        batch, future = storing
-        stored = future.result()
-        if stored is None or self._retry(lambda: self.ballot_box.publish(stored)) is None:
+        return retry(store, self.stop, after_postgres_failure=self.clients.drop_connection)
+
+    def _finish(self, batch: Batch, stored: StoredBatch | None) -> bool:
+        """Publish a stored batch's votes and dead letters, then store its offsets. False if asked to stop before
+        the broker acknowledged them: the offsets stay unstored and the batch is replayed on restart."""
+        if stored is None or retry(lambda: self.ballot_box.publish(stored), self.stop) is None:
             return False
-        dead_letters = list(batch.dead_letters)
-        for result, message in zip(stored.results, batch.sources, strict=True):
-            if result.rejection:
-                dead_letters.append(kafka_io.dead_letter(message, stage=STAGE, reason=result.rejection))
-            elif result.stayed_home:
-                self.progress.stayed_home += 1
-            elif result.already_voted:
-                self.progress.already_voted += 1
-            else:
-                self.progress.votes_cast += 1
+        dead_letters = dead_letters_of(batch, stored)
         if dead_letters:
-            if self._retry(lambda: kafka_io.produce_all(self.producer, self.dead_letter_topic, dead_letters)) is None:
+            produced = retry(lambda: kafka_io.produce_all(self.clients.producer, self.dead_letter_topic,
+                                                          dead_letters), self.stop)
+            if produced is None:
                 return False
-            self.progress.rejected += len(dead_letters)
             logger.warning("rejected %d message(s) to %s, e.g. %s", len(dead_letters), self.dead_letter_topic,
                            dict(dead_letters[0][2])["dlq.reason"].decode())
+        self.progress.count(stored.results, rejected=len(dead_letters))
         self._store_offsets(batch.messages)
         return True
 
-    def _retry(self, action):
-        """Run ``action`` until it succeeds; reconnect to PostgreSQL on the way. ``None`` if asked to stop."""
-        attempt = 0
-        while True:
-            try:
-                return action()
-            except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
-                attempt += 1
-                logger.warning("PostgreSQL failed (%s); retrying the batch (attempt %d)", str(error).strip(), attempt)
-                self._reconnect()
-            except kafka_io.PublishFailed as error:
-                attempt += 1
-                logger.warning("%s; retrying the batch (attempt %d)", error, attempt)
-            if self.stop.wait(RETRY_PAUSE_S):
-                return None
-
-    def _reconnect(self) -> None:
-        with contextlib.suppress(psycopg2.Error):
-            self.connection.close()
-        while not self.stop.is_set():
-            try:
-                self.connection = db.connect(self.settings)
-                self.ballot_box.connection = self.connection
-                return
-            except psycopg2.OperationalError:
-                self.stop.wait(RETRY_PAUSE_S)
-
     def _store_offsets(self, messages: list[Message]) -> None:
-        next_offsets: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if message.error() is None:
-                key = (message.topic(), message.partition())
-                next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
+        """Mark the batch done: the background auto-commit commits the offsets stored here."""
         try:
-            self.consumer.store_offsets(offsets=[TopicPartition(topic, partition, offset)
-                                                 for (topic, partition), offset in next_offsets.items()])
+            self.clients.consumer.store_offsets(offsets=next_offsets(messages))
         except KafkaException as error:
             # After a rebalance the partition may belong to another process, which replays these messages;
             # replaying is harmless (see the module docstring), so this is not an error.
             logger.info("offsets not stored (%s): another member will replay them", error)
-
-    def close(self) -> None:
-        try:
-            self.producer.flush(30)
-        finally:
-            self.consumer.close()  # commits the stored offsets and leaves the group at once
-            self.connection.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -371,16 +459,17 @@ def main(argv: list[str] | None = None) -> int:
     if started is None:
         return 1
     settings, stop = started
-    weights = args.weights if args.weights is not None else settings.voting_weights
-    rate = args.rate if args.rate is not None else settings.voting_rate
-    turnout = args.turnout if args.turnout is not None else settings.voting_turnout
+    options = VotingOptions(
+        weights=args.weights if args.weights is not None else settings.voting_weights,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        rate=args.rate if args.rate is not None else settings.voting_rate,
+        turnout=args.turnout if args.turnout is not None else settings.voting_turnout,
+        exit_on_idle_s=args.exit_on_idle,
+    )
     try:
-        stage = VotingStage(settings, weights, stop, args.batch_size, args.seed, rate, turnout)
-    except ValueError as error:
+        VotingStage(settings, options, stop).run()
+    except BadOption as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    try:
-        stage.run(args.exit_on_idle)
-    finally:
-        stage.close()
     return 0
