@@ -1,0 +1,112 @@
+"""voting.py rides out a PostgreSQL restart and a Kafka broker restart mid-election, on a stack of its own.
+
+The restarts would disturb every other test on the session's shared stack, so this test starts its own (the
+project's ``LocalStack``, its state under ``tmp_path``, on free ports) and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from realtime_voting import db, elections, kafka_io, processes, topics, waiting
+from realtime_voting.local_stack import KafkaBroker, LocalStack, PostgresServer
+from realtime_voting.settings import Settings
+
+pytestmark = pytest.mark.integration  # a stack of its own, restarted mid-test
+
+VOTERS = 1500
+RATE = 50  # votes per second: an election of 30 s, long enough to restart both services in the middle of it
+
+
+def unused_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (held open together so that they are distinct)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture
+def own_stack(tmp_path: Path) -> Iterator[Settings]:
+    kafka_port, controller_port, postgres_port = unused_ports(3)
+    settings = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{kafka_port}",
+                       kafka_controller_port=controller_port, postgres_port=postgres_port,
+                       state_dir=tmp_path / "stack")
+    stack = LocalStack(settings)
+    try:
+        stack.up()
+        yield settings
+    finally:
+        stack.down()
+
+
+def votes_stored(election: Settings) -> int:
+    return db.query(election, "SELECT count(*) FROM votes")[0][0]
+
+
+def more_votes_than(election: Settings, count: int) -> int:
+    """How many votes are stored, if more than ``count``; 0 otherwise (or while PostgreSQL is unreachable)."""
+    try:
+        stored = votes_stored(election)
+    except psycopg2.OperationalError:
+        return 0
+    return stored if stored > count else 0
+
+
+def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_mid_election(own_stack, tmp_path):
+    election = elections.new(own_stack, "restarts")
+    seeded = processes.run(election, "main.py", "--source", "offline", "--voters", str(VOTERS))
+    assert seeded.returncode == 0, seeded.stderr
+    log = tmp_path / "voting.log"
+    voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", str(RATE), log=log)
+
+    def the_log() -> str:
+        return f"voting.py's log:\n{log.read_text()[-3000:]}"
+
+    def votes_grow_past(count: int, why: str) -> int:
+        return waiting.until(lambda: more_votes_than(election, count), timeout_s=30,
+                             what=f"more than {count} votes stored {why}", explain=the_log)
+
+    try:
+        before = votes_grow_past(100, "before the restarts")
+        postgres = PostgresServer(election)
+        postgres.stop()
+        postgres.start()
+        after_postgres = votes_grow_past(votes_stored(election), "after PostgreSQL came back")
+        assert after_postgres < VOTERS, "the election ended before Kafka's restart: nothing would be tested"
+
+        broker = KafkaBroker(election)
+        broker.stop()
+        broker.start()
+        votes_grow_past(votes_stored(election), "after the broker came back")
+
+        waiting.until(lambda: votes_stored(election) == VOTERS, timeout_s=60, what=f"all {VOTERS} votes stored",
+                      explain=the_log)
+        assert voting.poll() is None, f"voting.py exited during the restarts\n{the_log()}"
+    finally:
+        exit_code = processes.stop("voting.py", voting)
+    assert exit_code == 0, the_log()
+    assert before < after_postgres
+    assert "PostgreSQL failed" in log.read_text(), "the restart went unnoticed: the retry path was not exercised"
+
+    # Every registered voter has exactly one vote (the primary key allows no more), and it is on votes_topic.
+    stored = dict(db.query(election, "SELECT voter_id, candidate_id FROM votes"))
+    assert db.query(election, "SELECT count(*) FROM voters WHERE voter_id NOT IN (SELECT voter_id FROM votes)") == [
+        (0,)]
+    published: dict[str, set[str]] = {}
+    for message in kafka_io.read_to_end(election, election.topic(topics.VOTES)):
+        vote = json.loads(message.value())
+        published.setdefault(vote["voter_id"], set()).add(vote["candidate_id"])
+    assert published == {voter_id: {candidate_id} for voter_id, candidate_id in stored.items()}
+    assert kafka_io.read_to_end(election, election.topic(topics.DEAD_LETTERS)) == []
