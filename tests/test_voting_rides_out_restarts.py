@@ -21,8 +21,8 @@ from realtime_voting.settings import Settings
 
 pytestmark = pytest.mark.integration  # a stack of its own, restarted mid-test
 
-VOTERS = 1500
-RATE = 50  # votes per second: an election of 30 s, long enough to restart both services in the middle of it
+VOTERS = 1000
+RATE = 50  # votes per second: an election of 20 s, long enough to restart both services in the middle of it
 
 
 def unused_ports(count: int) -> list[int]:
