@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
+import psycopg2.extensions
 from confluent_kafka import Producer
 from tqdm import tqdm
 
@@ -79,11 +80,14 @@ def confirm_reset(settings: Settings, assume_yes: bool) -> bool:
 
 
 class Seeder:
-    def __init__(self, settings: Settings, args: argparse.Namespace) -> None:
+    """Seeds one election through one PostgreSQL connection and one producer, which its caller owns and closes."""
+
+    def __init__(self, settings: Settings, args: argparse.Namespace,
+                 connection: psycopg2.extensions.connection, producer: Producer) -> None:
         self.settings = settings
         self.args = args
-        self.connection = db.connect(settings)
-        self.producer = Producer(kafka_io.producer_config(settings))
+        self.connection = connection
+        self.producer = producer
         self.voters_topic = settings.topic(topics.VOTERS)
         self._source: people.PeopleSource | None = None
 
@@ -172,11 +176,6 @@ class Seeder:
         return kafka_io.produce_all(self.producer, self.voters_topic,
                                     ((voter.voter_id, voter.to_message(), None) for voter in voters))
 
-    def close(self) -> None:
-        self.producer.flush(30)
-        self.connection.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
@@ -187,25 +186,25 @@ def main(argv: list[str] | None = None) -> int:
         print("Nothing was reset.", file=sys.stderr)
         return 1
 
-    seeder = Seeder(settings, args)
     started = time.monotonic()
-    try:
-        if args.reset:
-            seeder.reset()
-        seeder.prepare()
-        new_candidates = seeder.seed_candidates()
-        new_voters = seeder.seed_voters()
-        republished = seeder.republish() if args.republish else 0
-    except people.SourceUnavailable as error:
-        print(f"error: {error}. Use --source offline or --source auto.", file=sys.stderr)
-        return 1
-    except kafka_io.PublishFailed as error:
-        print(f"error: {error}. Run main.py again with --republish once Kafka is back.", file=sys.stderr)
-        return 1
-    finally:
-        seeder.close()
-
     with db.connected(settings) as connection:
+        producer = Producer(kafka_io.producer_config(settings))
+        seeder = Seeder(settings, args, connection, producer)
+        try:
+            if args.reset:
+                seeder.reset()
+            seeder.prepare()
+            new_candidates = seeder.seed_candidates()
+            new_voters = seeder.seed_voters()
+            republished = seeder.republish() if args.republish else 0
+        except people.SourceUnavailable as error:
+            print(f"error: {error}. Use --source offline or --source auto.", file=sys.stderr)
+            return 1
+        except kafka_io.PublishFailed as error:
+            print(f"error: {error}. Run main.py again with --republish once Kafka is back.", file=sys.stderr)
+            return 1
+        finally:
+            producer.flush(30)  # every voter is acknowledged already (produce_all); this is only the tidy-up
         candidates, voters = db.count_rows(connection, "candidates"), db.count_rows(connection, "voters")
     elapsed = time.monotonic() - started
     print(f"Election ready in {elapsed:.1f}s: {candidates} candidates ({new_candidates} new), "
