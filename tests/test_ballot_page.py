@@ -14,10 +14,11 @@ from streamlit.testing.v1 import AppTest
 from realtime_voting import ballot_page, kafka_io, topics
 from realtime_voting.ballot_page import NO_MATCH, SignInAttempts, after_failure, seconds_to_wait, wait_after
 from realtime_voting.dashboard import BALLOT_PAGE
+from realtime_voting.db import query
+from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
-from tests.conftest import free_ports, query, read_topic
-from tests.test_dashboard import page
-from tests.test_seeding_and_voting import seed
+from tests.support.ports import free_ports
+from tests.support.stages import seed
 
 
 @pytest.fixture
@@ -38,13 +39,12 @@ def candidates(election: Settings) -> dict[str, str]:
 
 def published(election: Settings) -> list[tuple[str, str]]:
     """(voter_id, candidate_id) of every message on votes_topic."""
-    messages = [json.loads(message.value()) for message in read_topic(election, election.topic(topics.VOTES))]
+    messages = [json.loads(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
     return [(message["voter_id"], message["candidate_id"]) for message in messages]
 
 
-def ballot_page_of(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def ballot_page_of(app: AppTest) -> AppTest:
     """A browser session on the ballot page (the app opens on the results page; the first run registers both)."""
-    app = page(settings, monkeypatch)
     app.run()
     app.switch_page(BALLOT_PAGE).run()
     assert not app.exception, app.exception
@@ -75,10 +75,10 @@ def signed_in(app: AppTest) -> bool:
     return any(text.startswith("Signed in as") for text in texts(app.markdown))
 
 
-def test_a_signed_in_voter_sees_the_candidates_and_casts_a_vote_that_is_stored_and_published(seeded, monkeypatch):
+def test_a_signed_in_voter_sees_the_candidates_and_casts_a_vote_that_is_stored_and_published(seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     chosen, name = next(iter(candidates(seeded).items()))
-    app = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    app = sign_in(ballot_page_of(streamlit_app(seeded)), voter, number)
     assert signed_in(app)
     assert len(app.image) == 2  # a photo per candidate
     assert all(any(candidate in text for text in texts(app.markdown)) for candidate in candidates(seeded).values())
@@ -90,36 +90,36 @@ def test_a_signed_in_voter_sees_the_candidates_and_casts_a_vote_that_is_stored_a
     assert not app.radio  # no second ballot in this session
 
 
-def test_a_voter_who_has_voted_is_told_when_and_gets_no_ballot(seeded, monkeypatch):
+def test_a_voter_who_has_voted_is_told_when_and_gets_no_ballot(seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     first = next(iter(candidates(seeded)))
-    cast(sign_in(ballot_page_of(seeded, monkeypatch), voter, number), first)
+    cast(sign_in(ballot_page_of(streamlit_app(seeded)), voter, number), first)
     [(voted_at,)] = query(seeded, "SELECT voting_time FROM votes")
 
-    again = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    again = sign_in(ballot_page_of(streamlit_app(seeded)), voter, number)
     [told] = texts(again.info)
     assert told.startswith("You have already voted") and ballot_page.utc(voted_at) in told
     assert not again.radio
     assert query(seeded, "SELECT count(*) FROM votes") == [(1,)]
 
 
-def test_a_vote_stored_while_the_broker_failed_is_published_when_the_voter_signs_in_again(seeded, monkeypatch):
+def test_a_vote_stored_while_the_broker_failed_is_published_when_the_voter_signs_in_again(seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     chosen = next(iter(candidates(seeded)))
     # What a broker failure between the commit and the acknowledgement leaves: a stored vote, never published.
     query(seeded, "INSERT INTO votes (voter_id, candidate_id, voting_time) VALUES (%s, %s, now()) RETURNING 1",
           (voter, chosen))
     assert published(seeded) == []
-    sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    sign_in(ballot_page_of(streamlit_app(seeded)), voter, number)
     assert published(seeded) == [(voter, chosen)]
 
 
 def test_a_second_ballot_from_another_tab_is_refused_with_the_time_of_the_first_and_not_published(
-        seeded, monkeypatch):
+        seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     first, second = candidates(seeded)
-    late_tab = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)  # shows a ballot...
-    cast(sign_in(ballot_page_of(seeded, monkeypatch), voter, number), first)  # ...while another tab votes
+    late_tab = sign_in(ballot_page_of(streamlit_app(seeded)), voter, number)  # shows a ballot...
+    cast(sign_in(ballot_page_of(streamlit_app(seeded)), voter, number), first)  # ...while another tab votes
     cast(late_tab, second)
     [(stored, voted_at)] = query(seeded, "SELECT candidate_id, voting_time FROM votes")
     [refused] = texts(late_tab.warning)
@@ -129,23 +129,24 @@ def test_a_second_ballot_from_another_tab_is_refused_with_the_time_of_the_first_
 
 
 @pytest.mark.parametrize("mismatch", ["wrong registration number", "another voter's number", "unknown voter ID"])
-def test_wrong_credentials_get_one_message_that_does_not_say_which_was_wrong(seeded, monkeypatch, mismatch):
+def test_wrong_credentials_get_one_message_that_does_not_say_which_was_wrong(seeded, streamlit_app, mismatch):
     (voter, number), (other, other_number), *_ = voters(seeded)
     voter_id, registration_number = {
         "wrong registration number": (voter, number + "0"),
         "another voter's number": (voter, other_number),
         "unknown voter ID": (str(uuid.uuid4()), number),
     }[mismatch]
-    app = sign_in(ballot_page_of(seeded, monkeypatch), voter_id, registration_number)
+    app = sign_in(ballot_page_of(streamlit_app(seeded)), voter_id, registration_number)
     assert texts(app.error) == [NO_MATCH]
     assert not signed_in(app) and not app.radio
     assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
 
 
-def test_after_repeated_failures_the_page_refuses_to_check_even_the_right_credentials(seeded, monkeypatch):
+def test_after_repeated_failures_the_page_refuses_to_check_even_the_right_credentials(seeded, streamlit_app,
+                                                                                     monkeypatch):
     (voter, number), *_ = voters(seeded)
     monkeypatch.setattr(ballot_page, "FIRST_WAIT_S", 60.0)  # a wait no slow run of this test outlasts
-    app = ballot_page_of(seeded, monkeypatch)
+    app = ballot_page_of(streamlit_app(seeded))
     for _ in range(ballot_page.FAILURES_BEFORE_WAITING - 1):
         sign_in(app, voter, "not-" + number)
         assert texts(app.error) == [NO_MATCH]
@@ -165,10 +166,10 @@ def test_a_ballot_for_a_candidate_who_is_not_standing_is_rejected_by_the_backend
     assert published(seeded) == []
 
 
-def test_a_candidate_withdrawn_after_the_ballot_was_shown_is_rejected_on_the_page(seeded, monkeypatch):
+def test_a_candidate_withdrawn_after_the_ballot_was_shown_is_rejected_on_the_page(seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     withdrawn = next(iter(candidates(seeded)))
-    app = sign_in(ballot_page_of(seeded, monkeypatch), voter, number)
+    app = sign_in(ballot_page_of(streamlit_app(seeded)), voter, number)
     query(seeded, "DELETE FROM candidates WHERE candidate_id = %s RETURNING 1", (withdrawn,))
     cast(app, withdrawn)  # the page still shows the ballot it drew
     assert texts(app.error) == [
@@ -176,29 +177,29 @@ def test_a_candidate_withdrawn_after_the_ballot_was_shown_is_rejected_on_the_pag
     assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
 
 
-def test_the_read_only_app_has_the_results_page_and_no_ballot(seeded, monkeypatch):
-    app = page(replace(seeded, dashboard_read_only=True), monkeypatch)
+def test_the_read_only_app_has_the_results_page_and_no_ballot(seeded, streamlit_app):
+    app = streamlit_app(replace(seeded, dashboard_read_only=True))
     app.run()
     assert texts(app.title) == ["Realtime election results"]
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         app.switch_page(BALLOT_PAGE)
-    assert texts(ballot_page_of(seeded, monkeypatch).title) == ["Cast your vote"]  # and it is there otherwise
+    assert texts(ballot_page_of(streamlit_app(seeded)).title) == ["Cast your vote"]  # and it is there otherwise
 
 
-def test_unreachable_postgresql_is_named_at_sign_in_instead_of_a_traceback(monkeypatch):
+def test_unreachable_postgresql_is_named_at_sign_in_instead_of_a_traceback(streamlit_app):
     kafka_port, postgres_port = free_ports(2)
     nowhere = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{kafka_port}",
-                      postgres_port=postgres_port, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-")
-    app = sign_in(ballot_page_of(nowhere, monkeypatch), "someone", "AB123")
+                      postgres_port=postgres_port)
+    app = sign_in(ballot_page_of(streamlit_app(nowhere)), "someone", "AB123")
     [error] = texts(app.error)
     assert f"PostgreSQL at localhost:{postgres_port} (POSTGRES_HOST/POSTGRES_PORT) is not reachable" in error
     assert NO_MATCH not in error
 
 
-def test_unreachable_kafka_is_named_when_casting_and_nothing_is_stored(seeded, monkeypatch):
+def test_unreachable_kafka_is_named_when_casting_and_nothing_is_stored(seeded, streamlit_app):
     (voter, number), *_ = voters(seeded)
     no_broker = replace(seeded, kafka_bootstrap_servers=f"localhost:{free_ports(1)[0]}")
-    app = cast(sign_in(ballot_page_of(no_broker, monkeypatch), voter, number), next(iter(candidates(seeded))))
+    app = cast(sign_in(ballot_page_of(streamlit_app(no_broker)), voter, number), next(iter(candidates(seeded))))
     [error] = texts(app.error)
     assert f"Kafka at {no_broker.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable" in error
     assert "your vote was not cast" in error

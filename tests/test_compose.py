@@ -23,12 +23,13 @@ from dataclasses import replace
 import psycopg2
 import pytest
 
-from realtime_voting import dashboard_data
+from realtime_voting import dashboard_data, topics, waiting
+from realtime_voting.db import query
 from realtime_voting.settings import REPO_ROOT, Settings
-from tests.browser import chromium_page, metric_value, open_when_served
-from tests.conftest import free_ports, query, until
+from tests.support.browser import chromium_page, metric_value, open_when_served
+from tests.support.ports import free_ports
 
-pytestmark = pytest.mark.compose
+pytestmark = [pytest.mark.compose, pytest.mark.browser]
 
 VOTERS = 20_000
 PROJECT = "realtime-voting-test"
@@ -83,7 +84,7 @@ class ComposeStack:
         return self.compose("ps", "--quiet", service).split()
 
     def wait_until(self, condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-        until(condition, timeout_s, what, every_s=2, explain=self.logs)
+        waiting.until(condition, timeout_s=timeout_s, what=what, every_s=2, explain=self.logs)
 
 
 def docker_and_compose_answer() -> bool:
@@ -130,8 +131,8 @@ def votes_cast(stack: ComposeStack) -> int:
 
 def totals_match_the_votes_table(stack: ComposeStack, reader: dashboard_data.ResultsReader) -> bool:
     results = reader.snapshot()
-    per_candidate = {row["candidate_id"]: row["total_votes"] for row in results.rows("aggregated_votes_per_candidate")}
-    per_state = {row["state"]: row["total_votes"] for row in results.rows("aggregated_turnout_by_location")}
+    per_candidate = {row["candidate_id"]: row["total_votes"] for row in results.rows(topics.VOTES_PER_CANDIDATE)}
+    per_state = {row["state"]: row["total_votes"] for row in results.rows(topics.TURNOUT_BY_LOCATION)}
     return (per_candidate == dict(query(stack.settings, "SELECT candidate_id, count(*) FROM votes GROUP BY 1"))
             and per_state == dict(query(stack.settings, "SELECT address_state, count(*) FROM votes "
                                                         "JOIN voters USING (voter_id) GROUP BY 1")))
@@ -145,30 +146,30 @@ def test_the_compose_stack_scaled_and_hurt_counts_every_vote_exactly_once(stack)
     assert len(stack.containers("voting")) == 3
     assert {name: stack.containers(name) for name in running} == running, "scaling recreated running services"
     stack.wait_until(lambda: counting_job_runs_on_both_workers(stack), 180,
-                     "the counting job did not get executors on both Spark workers")
+                     "the counting job having executors on both Spark workers")
 
     # --no-deps: Kafka and PostgreSQL run already, and Compose may otherwise recreate them.
     stack.compose("run", "--rm", "--no-deps", "seed", "python", "main.py", "--voters", str(VOTERS),
                   "--source", "offline")
     assert query(stack.settings, "SELECT count(*) FROM voters") == [(VOTERS,)]
-    stack.wait_until(lambda: votes_cast(stack) >= 3000, 180, "votes did not start to flow")
+    stack.wait_until(lambda: votes_cast(stack) >= 3000, 180, "the first 3,000 votes cast")
 
     # Faults while votes flow: one worker (and its executor) killed outright, the broker restarted.
     stack.run(["docker", "kill", "--signal", "KILL", stack.containers("spark-worker")[0]], timeout_s=60)
     stack.compose("restart", "kafka", timeout_s=180)
     assert votes_cast(stack) < VOTERS, "the faults came after the last vote: they tested nothing"
 
-    stack.wait_until(lambda: votes_cast(stack) == VOTERS, 600, f"the {VOTERS:,} voters did not all vote")
+    stack.wait_until(lambda: votes_cast(stack) == VOTERS, 600, f"all {VOTERS:,} voters voting")
     assert query(stack.settings, "SELECT count(*) FROM voters LEFT JOIN votes USING (voter_id) "
                                  "WHERE votes.voter_id IS NULL") == [(0,)]
     reader = dashboard_data.ResultsReader(stack.settings)  # from the host, through the published port
     try:
         stack.wait_until(lambda: totals_match_the_votes_table(stack, reader), 600,
-                         "the aggregated_* totals did not come to equal the votes table")
+                         "the aggregated_* totals equal to the votes table")
     finally:
         reader.close()
 
     with chromium_page() as page:
         open_when_served(page, stack.dashboard_url, lambda: True)
         stack.wait_until(lambda: metric_value(page, "Votes cast") == f"{VOTERS:,}", 120,
-                         "the dashboard did not show every vote cast")
+                         "the dashboard showing every vote cast")

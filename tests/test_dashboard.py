@@ -3,52 +3,40 @@ and in its empty and unreachable states. In a real browser, during a live electi
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
-from psycopg2 import sql
 from streamlit.testing.v1 import AppTest
 
-from realtime_voting import db
-from realtime_voting.settings import REPO_ROOT, Settings
-from tests.conftest import free_ports, query, run_script
-
-APP = str(REPO_ROOT / "streamlit_app.py")
+from realtime_voting import elections, waiting
+from realtime_voting.db import query
+from realtime_voting.settings import Settings
+from tests.support.ports import free_ports
+from tests.support.stages import count, seed, vote
 
 
 @pytest.fixture(scope="module")
 def counted_election(stack_settings: Settings) -> Iterator[Settings]:
-    """An election of 400 voters, voted and counted, in a schema and topics of its own (shared by this module)."""
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with db.connect(stack_settings) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    election = replace(stack_settings, postgres_schema=schema, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-")
-    for script, *args in (("main.py", "--source", "offline", "--voters", "400"),
-                          ("voting.py", "--exit-on-idle", "3"), ("spark_streaming.py", "--available-now")):
-        result = run_script(election, script, *args)
-        assert result.returncode == 0, result.stderr[-3000:]
-    yield election
-
-
-def page(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> AppTest:
-    for name, value in settings.as_environment().items():
-        monkeypatch.setenv(name, value)
-    return AppTest.from_file(APP, default_timeout=60)
+    """An election of 400 voters, voted and counted, in a schema and topics of its own (shared by this module,
+    removed after it)."""
+    with elections.throwaway(stack_settings, "dashboard") as election:
+        seed(election, "--voters", "400")
+        vote(election)
+        count(election)
+        yield election
 
 
 def run_until(app: AppTest, condition: Callable[[AppTest], bool], timeout_s: float = 60) -> AppTest:
     """Rerun the page until ``condition`` holds (the results reader fills in the background)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def shows_it() -> bool:
         app.run()
         assert not app.exception, app.exception
-        if condition(app):
-            return app
-        assert time.monotonic() < deadline, "the page did not show the expected state in time"
-        time.sleep(0.5)  # the reader's poll interval; the loop ends on the condition or the deadline
+        return condition(app)
+
+    waiting.until(shows_it, timeout_s=timeout_s, what="the page showing the expected state", every_s=0.5)
+    return app
 
 
 def metric(app: AppTest, label: str) -> str:
@@ -59,8 +47,9 @@ def has_results(app: AppTest) -> bool:
     return len(app.dataframe) >= 1
 
 
-def test_the_metrics_equal_the_database_counts(counted_election, monkeypatch):
-    app = run_until(page(counted_election, monkeypatch), has_results)
+@pytest.mark.spark  # counted_election ran the counting job
+def test_the_metrics_equal_the_database_counts(counted_election, streamlit_app):
+    app = run_until(streamlit_app(counted_election), has_results)
     [(voters, candidates, votes)] = query(
         counted_election,
         "SELECT (SELECT count(*) FROM voters), (SELECT count(*) FROM candidates), (SELECT count(*) FROM votes)")
@@ -70,8 +59,10 @@ def test_the_metrics_equal_the_database_counts(counted_election, monkeypatch):
     assert metric(app, "Turnout") == f"{votes / voters:.1%}"
 
 
-def test_the_leader_is_the_candidate_with_most_votes_and_the_table_sums_to_votes_cast(counted_election, monkeypatch):
-    app = run_until(page(counted_election, monkeypatch), has_results)
+@pytest.mark.spark  # counted_election ran the counting job
+def test_the_leader_is_the_candidate_with_most_votes_and_the_table_sums_to_votes_cast(counted_election,
+                                                                                       streamlit_app):
+    app = run_until(streamlit_app(counted_election), has_results)
     per_candidate = query(counted_election, "SELECT c.candidate_name, count(*) FROM votes JOIN candidates c "
                                             "USING (candidate_id) GROUP BY 1 ORDER BY 2 DESC")
     top = [name for name, votes in per_candidate if votes == per_candidate[0][1]]
@@ -87,8 +78,9 @@ def test_the_leader_is_the_candidate_with_most_votes_and_the_table_sums_to_votes
     assert abs(table["Share"].sum() - 1.0) < 1e-9
 
 
-def test_the_location_table_pages_through_every_state(counted_election, monkeypatch):
-    app = run_until(page(counted_election, monkeypatch), lambda a: len(a.dataframe) >= 2)
+@pytest.mark.spark  # counted_election ran the counting job
+def test_the_location_table_pages_through_every_state(counted_election, streamlit_app):
+    app = run_until(streamlit_app(counted_election), lambda a: len(a.dataframe) >= 2)
     states = dict(query(counted_election, "SELECT v.address_state, count(*) FROM votes JOIN voters v "
                                           "USING (voter_id) GROUP BY 1"))
     app.selectbox(key="location_page_size").select(100).run()
@@ -97,9 +89,8 @@ def test_the_location_table_pages_through_every_state(counted_election, monkeypa
     assert all(states[state] == votes for state, votes in zip(shown["State"], shown["Votes"], strict=True))
 
 
-def test_before_any_vote_the_page_says_so(stack_settings, pg_schema, monkeypatch):
-    empty = replace(stack_settings, postgres_schema=pg_schema, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-")
-    app = page(empty, monkeypatch)
+def test_before_any_vote_the_page_says_so(election, streamlit_app):
+    app = streamlit_app(election)
     app.run()
     assert not app.exception
     assert metric(app, "Votes cast") == "0"
@@ -107,11 +98,11 @@ def test_before_any_vote_the_page_says_so(stack_settings, pg_schema, monkeypatch
     assert not app.error
 
 
-def test_unreachable_services_are_named_instead_of_a_traceback(monkeypatch):
+def test_unreachable_services_are_named_instead_of_a_traceback(streamlit_app):
     kafka_port, postgres_port = free_ports(2)
     nowhere = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{kafka_port}",
-                      postgres_port=postgres_port, kafka_topic_prefix=f"test-{uuid.uuid4().hex[:8]}-")
-    app = run_until(page(nowhere, monkeypatch), lambda a: len(a.error) >= 2, timeout_s=30)
+                      postgres_port=postgres_port)
+    app = run_until(streamlit_app(nowhere), lambda a: len(a.error) >= 2, timeout_s=30)
     errors = " ".join(element.value for element in app.error)
     assert f"localhost:{postgres_port}" in errors and "POSTGRES_HOST" in errors
     assert f"localhost:{kafka_port}" in errors and "KAFKA_BOOTSTRAP_SERVERS" in errors

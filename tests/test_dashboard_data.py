@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from realtime_voting import dashboard_data as data
+from realtime_voting import topics
 
 
 def minute_before(end: str) -> str:
@@ -18,7 +19,7 @@ def results_with(candidates: list[tuple[str, str, int]], minutes: list[tuple[str
     per_minute = {f"{name}|{end}": {"candidate_name": name, "window_start": minute_before(end), "window_end": end,
                                     "total_votes": votes, "computed_at": "2026-11-24T12:00:09.000Z"}
                   for name, end, votes in minutes}
-    return data.Results({"aggregated_votes_per_candidate": per_candidate, "aggregated_votes_per_minute": per_minute})
+    return data.Results({topics.VOTES_PER_CANDIDATE: per_candidate, topics.VOTES_PER_MINUTE: per_minute})
 
 
 def test_the_candidate_table_is_sorted_by_votes_with_shares():

@@ -3,21 +3,22 @@ a voter it prints who signs in on the ballot page and casts a vote that the runn
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting import processes, waiting
+from realtime_voting.db import query
+from realtime_voting.settings import Settings
 from realtime_voting.voting import stays_home
-from tests.browser import ALL_DRAWN, SCREENSHOTS, chromium_page, metric_value, open_when_served
-from tests.conftest import free_ports, query, until
+from tests.support.browser import ALL_DRAWN, SCREENSHOTS, chromium_page, metric_value, open_when_served
+from tests.support.ports import free_ports
+
+pytestmark = [pytest.mark.browser, pytest.mark.spark]
 
 VOTERS, RATE, TURNOUT, SEED = 1600, 10, 0.75, 5  # 1,200 votes at 10 a second: two minutes of voting
 PRINTED_VOTER = re.compile(r"voter ID (\S+)\s+registration number (\S+)")
@@ -25,53 +26,44 @@ PROGRESS = re.compile(r"votes cast ([\d,]+) of ([\d,]+) voters, counted ([\d,]+)
 
 
 class Demo:
-    """``python -m realtime_voting.demo`` running with an election's settings; its output collected line by line."""
+    """``python -m realtime_voting.demo`` running with an election's settings; its output in a log file."""
 
-    def __init__(self, election: Settings, port: int) -> None:
+    def __init__(self, election: Settings, port: int, log: Path) -> None:
         self.port = port
-        self.lines: list[str] = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "realtime_voting.demo", "--voters", str(VOTERS), "--rate", str(RATE),
-             "--turnout", str(TURNOUT), "--seed", str(SEED), "--port", str(port)],
-            cwd=REPO_ROOT, env={**os.environ, **election.as_environment()}, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        threading.Thread(target=self._collect, daemon=True).start()
+        self.log = log
+        self.process = processes.start(
+            election, "-m", "realtime_voting.demo", "--voters", str(VOTERS), "--rate", str(RATE),
+            "--turnout", str(TURNOUT), "--seed", str(SEED), "--port", str(port), log=log)
 
-    def _collect(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
+    @property
+    def lines(self) -> list[str]:
+        return self.log.read_text(errors="replace").splitlines() if self.log.exists() else []
 
     def wait_for_lines(self, pattern: re.Pattern[str], count: int, timeout_s: float) -> list[re.Match[str]]:
         def printed() -> list[re.Match[str]]:
-            return [match for line in list(self.lines) if (match := pattern.search(line))]
+            return [match for line in self.lines if (match := pattern.search(line))]
 
         def enough() -> bool:
             assert self.process.poll() is None or len(printed()) >= count, (
                 "the demo exited:\n" + "\n".join(self.lines[-30:]))
             return len(printed()) >= count
 
-        until(enough, timeout_s, f"the demo printed no {pattern.pattern!r}", every_s=0.2,
-              explain=lambda: "\n".join(self.lines))
+        waiting.until(enough, timeout_s=timeout_s, what=f"the demo printing {count} lines {pattern.pattern!r}",
+                      explain=lambda: "\n".join(self.lines))
         return printed()
 
     def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)  # Ctrl-C, as a user stops it
-        try:
-            return self.process.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
+        """Ctrl-C, as a user stops it; its exit status."""
+        return processes.stop("the demo", self.process, timeout_s=90, how=signal.SIGINT)
 
 
 @pytest.fixture
-def demo(election: Settings) -> Iterator[Demo]:
-    running = Demo(election, free_ports(1)[0])
+def demo(election: Settings, tmp_path: Path) -> Iterator[Demo]:
+    running = Demo(election, free_ports(1)[0], tmp_path / "demo.log")
     try:
         yield running
     finally:
-        if running.process.poll() is None:
-            running.stop()
+        running.stop()
 
 
 def number(text: str) -> int:
@@ -82,7 +74,8 @@ def watch_votes_cast_climb(page: Page, refreshes: int) -> list[int]:
     """The "Votes cast" figure across ``refreshes`` refreshes of the page's live part, each higher than the last."""
     seen = [number(metric_value(page, "Votes cast"))]
     for _ in range(refreshes):
-        until(lambda: number(metric_value(page, "Votes cast")) > seen[-1], 30, "the votes cast did not rise")
+        waiting.until(lambda: number(metric_value(page, "Votes cast")) > seen[-1], timeout_s=30,
+                      what="the votes cast rising")
         seen.append(number(metric_value(page, "Votes cast")))
     return seen
 
@@ -126,7 +119,8 @@ def test_a_paced_election_climbs_on_the_dashboard_and_a_printed_voter_votes_on_t
         # Once every voter has had their turn, the page shows all their votes and the printed voter's, all counted.
         page.get_by_text("See the results").click()
         final = len(voting) + 1
-        until(lambda: metric_value(page, "Votes cast") == f"{final:,}", 240, f"the votes cast did not reach {final}")
+        waiting.until(lambda: metric_value(page, "Votes cast") == f"{final:,}", timeout_s=240,
+                      what=f"the votes cast reaching {final}")
         expect(page.get_by_text(re.compile(r"; 0 cast votes not counted yet"))).to_be_visible(timeout=120_000)
 
     assert query(election, "SELECT candidate_id FROM votes JOIN candidates USING (candidate_id) "

@@ -4,58 +4,36 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import uuid
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 from psycopg2 import sql
 
 from realtime_voting import db, kafka_io
 from realtime_voting.settings import REPO_ROOT, Settings
-from tests.conftest import free_ports
+from tests.support.ports import free_ports
 
 
-def consume_all(settings: Settings, topic: str, expected: int, timeout_s: float = 30.0) -> list:
-    consumer = Consumer(kafka_io.consumer_config(settings, f"test-{uuid.uuid4().hex[:8]}"))
-    consumer.subscribe([topic])
-    messages = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            assert message.error() is None, message.error()
-            messages.append(message)
-    finally:
-        consumer.close()
-    return messages
-
-
-def test_a_message_produced_to_a_fresh_topic_is_consumed_back_intact(stack_settings, topic_name):
-    topic = topic_name("roundtrip")
-    kafka_io.create_topics(stack_settings, [topic], partitions=3)
+def test_a_message_produced_to_a_fresh_topic_is_consumed_back_intact(stack_settings, new_topic):
+    topic = new_topic("roundtrip", partitions=3)
     payload = '{"voter_id": "v-1", "name": "Zoë Ångström"}'.encode()
     producer = Producer(kafka_io.producer_config(stack_settings))
     producer.produce(topic, key=b"v-1", value=payload, headers={"source": b"test"})
     assert producer.flush(10) == 0
 
-    [message] = consume_all(stack_settings, topic, expected=1)
+    [message] = kafka_io.read_to_end(stack_settings, topic, timeout_s=30)
     assert (message.key(), message.value()) == (b"v-1", payload)
     assert message.headers() == [("source", b"test")]
 
 
-def test_a_row_written_over_tcp_is_read_back(stack_settings, pg_schema):
-    with db.connect(stack_settings) as connection, connection.cursor() as cursor:
-        assert connection.info.host == stack_settings.postgres_host  # TCP, not a Unix socket
-        table = sql.Identifier(pg_schema, "ballots")
+def test_a_row_written_over_tcp_is_read_back(election):
+    table = sql.Identifier(election.postgres_schema, "ballots")
+    with db.connected(election) as connection, connection, connection.cursor() as cursor:
+        assert connection.info.host == election.postgres_host  # TCP, not a Unix socket
         cursor.execute(sql.SQL("CREATE TABLE {} (voter_id text PRIMARY KEY, cast_at timestamptz)").format(table))
         cursor.execute(sql.SQL("INSERT INTO {} VALUES (%s, now())").format(table), ("v-1",))
-    with db.connect(stack_settings) as connection, connection.cursor() as cursor:
-        cursor.execute(sql.SQL("SELECT voter_id FROM {}").format(table))
-        assert cursor.fetchall() == [("v-1",)]
+    assert db.query(election, sql.SQL("SELECT voter_id FROM {}").format(table)) == [("v-1",)]
 
 
 def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -82,7 +60,7 @@ def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
         assert second.returncode == 0, second.stderr
         assert "PostgreSQL is already running" in second.stdout and "Kafka is already running" in second.stdout
 
-        with db.connect(settings) as connection, connection.cursor() as cursor:
+        with db.connected(settings) as connection, connection, connection.cursor() as cursor:
             cursor.execute("CREATE TABLE kept (note text)")
             cursor.execute("INSERT INTO kept VALUES (%s)", ("still here",))
         kafka_io.create_topics(settings, ["kept-topic"])
@@ -93,9 +71,7 @@ def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
 
         again = make("up", env)
         assert again.returncode == 0, again.stderr
-        with db.connect(settings) as connection, connection.cursor() as cursor:
-            cursor.execute("SELECT note FROM kept")
-            assert cursor.fetchall() == [("still here",)]
+        assert db.query(settings, "SELECT note FROM kept") == [("still here",)]
         assert "kept-topic" in kafka_io.admin_client(settings).list_topics(timeout=10).topics
     finally:
         make("down", env)

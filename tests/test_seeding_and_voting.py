@@ -5,38 +5,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import ConfigResource
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io, topics
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting import db, kafka_io, processes, topics, waiting
+from realtime_voting.db import query
+from realtime_voting.kafka_io import read_to_end
+from realtime_voting.settings import Settings
 from realtime_voting.voting import stays_home
-from tests.conftest import query, read_topic, run_script
-from tests.test_people import RECORDED, RandomUserReplay
-
-
-def seed(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_script(election, "main.py", "--source", "offline", *args)
-    assert result.returncode == 0, result.stderr
-    return result
-
-
-def vote(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_script(election, "voting.py", "--exit-on-idle", "3", *args)
-    assert result.returncode == 0, result.stderr
-    return result
+from tests.support.randomuser import RECORDED
+from tests.support.stages import last_lines, seed, succeeded, vote
 
 
 def votes_on_topic(election: Settings) -> dict[str, set[str]]:
     """Each voter on votes_topic -> the candidates their messages name (one, if all is well)."""
     candidates_of: dict[str, set[str]] = {}
-    for message in read_topic(election, election.topic(topics.VOTES)):
+    for message in read_to_end(election, election.topic(topics.VOTES)):
         body = json.loads(message.value())
         assert message.key().decode() == body["voter_id"]
         candidates_of.setdefault(body["voter_id"], set()).add(body["candidate_id"])
@@ -64,7 +53,7 @@ def test_seeding_creates_the_tables_topics_candidates_and_voters(election):
     existing = kafka_io.admin_client(election).list_topics(timeout=10).topics
     assert set(topics.all_topics(election)) <= set(existing)
     assert len(existing[election.topic(topics.VOTES)].partitions) == election.kafka_topic_partitions
-    published = read_topic(election, election.topic(topics.VOTERS))
+    published = read_to_end(election, election.topic(topics.VOTERS))
     assert sorted(message.key().decode() for message in published) == sorted(
         row[0] for row in query(election, "SELECT voter_id FROM voters"))
 
@@ -72,8 +61,6 @@ def test_seeding_creates_the_tables_topics_candidates_and_voters(election):
 def test_aggregated_topics_are_compacted(election):
     seed(election, "--voters", "0")
     admin = kafka_io.admin_client(election)
-    from confluent_kafka.admin import ConfigResource
-
     resources = [ConfigResource("topic", election.topic(name)) for name in topics.AGGREGATED]
     for future in admin.describe_configs(resources).values():
         assert future.result()["cleanup.policy"].value == "compact"
@@ -85,36 +72,31 @@ def test_seeding_again_duplicates_no_one_and_tops_up(election):
     assert "0 new" in again.stdout
     assert query(election, "SELECT count(*) FROM voters") == [(100,)]
     assert query(election, "SELECT count(*) FROM candidates") == [(3,)]
-    assert len(read_topic(election, election.topic(topics.VOTERS))) == 100
+    assert len(read_to_end(election, election.topic(topics.VOTERS))) == 100
     seed(election, "--voters", "130")
     assert query(election, "SELECT count(*) FROM voters") == [(130,)]
-    assert len(read_topic(election, election.topic(topics.VOTERS))) == 130
+    assert len(read_to_end(election, election.topic(topics.VOTERS))) == 130
 
 
-def test_seeding_from_the_randomuser_api_uses_its_people(election):
-    replay = RandomUserReplay()
-    try:
-        result = run_script(election, "main.py", "--source", "randomuser", "--voters", "5", "--candidates", "2",
-                            env={"RANDOMUSER_URL": replay.url})
-    finally:
-        replay.close()
-    assert result.returncode == 0, result.stderr
+def test_seeding_from_the_randomuser_api_uses_its_people(election, randomuser):
+    result = succeeded(processes.run(election, "main.py", "--source", "randomuser", "--voters", "5",
+                                     "--candidates", "2", env={"RANDOMUSER_URL": randomuser.url}))
     assert "RandomUser API" in result.stdout
     names = {row[0] for row in query(election, "SELECT voter_name FROM voters")}
     assert len(names) == 5 and names <= {f"{p['name']['first']} {p['name']['last']}" for p in RECORDED["results"]}
-    assert all(len(request["results"]) == 1 for request in replay.requests)
+    assert all(len(request["results"]) == 1 for request in randomuser.requests)
 
 
 def test_reset_asks_for_confirmation_and_yes_starts_a_fresh_election(election):
     seed(election, "--voters", "20")
     vote(election)
-    refused = run_script(election, "main.py", "--reset", "--source", "offline")
+    refused = processes.run(election, "main.py", "--reset", "--source", "offline")
     assert refused.returncode == 1 and "--yes" in refused.stderr
     assert query(election, "SELECT count(*) FROM votes") == [(20,)]
     seed(election, "--reset", "--yes", "--voters", "10")
     assert query(election, "SELECT count(*) FROM votes") == [(0,)]
     assert query(election, "SELECT count(*) FROM voters") == [(10,)]
-    assert len(read_topic(election, election.topic(topics.VOTERS))) == 10
+    assert len(read_to_end(election, election.topic(topics.VOTERS))) == 10
 
 
 def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(election):
@@ -138,7 +120,7 @@ def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(ele
     assert "rejected 5" in result.stderr
     assert_every_voter_voted_exactly_once(election, 2000)
 
-    dead = read_topic(election, election.topic(topics.DEAD_LETTERS))
+    dead = read_to_end(election, election.topic(topics.DEAD_LETTERS))
     assert sorted((message.key(), message.value()) for message in dead) == sorted(bad_messages)
     reasons = {message.key(): dict(message.headers()) for message in dead}
     assert reasons[b"bad-1"][b"dlq.reason".decode()].startswith(b"not valid JSON")
@@ -164,14 +146,10 @@ def test_weights_make_a_candidate_lead(election):
 
 def test_several_voting_processes_share_the_work_through_the_consumer_group(election):
     seed(election, "--voters", "3000")
-    processes = [
-        subprocess.Popen([sys.executable, "voting.py", "--exit-on-idle", "4", "--batch-size", "100"],
-                         cwd=REPO_ROOT, env={**os.environ, **election.as_environment()},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=300)[1] for process in processes]
-    assert all(process.returncode == 0 for process in processes), outputs
+    stages = [processes.start(election, "voting.py", "--exit-on-idle", "4", "--batch-size", "100")
+              for _ in range(2)]
+    outputs = [stage.communicate(timeout=300)[1] for stage in stages]
+    assert [stage.returncode for stage in stages] == [0, 0], outputs
     assert_every_voter_voted_exactly_once(election, 3000)
 
 
@@ -183,7 +161,7 @@ def test_at_a_turnout_below_one_the_voters_who_stay_home_have_no_vote_and_no_dea
     assert 300 <= len(home) <= 500
     assert {voter_id for (voter_id,) in query(election, "SELECT voter_id FROM votes")} == set(voters) - home
     assert f"stayed home {len(home)}, rejected 0" in result.stderr
-    assert read_topic(election, election.topic(topics.DEAD_LETTERS)) == []
+    assert read_to_end(election, election.topic(topics.DEAD_LETTERS)) == []
 
 
 def test_a_rate_cap_spreads_the_votes_evenly_even_with_large_batches(election):
@@ -202,27 +180,33 @@ def votes_stored(election: Settings) -> int:
     return query(election, "SELECT count(*) FROM votes")[0][0]
 
 
-def test_vote_counted_once_after_sigkill(election):
+def voting_killed_after(election: Settings, threshold: int, log: Path) -> tuple[int, int]:
+    """Start voting.py and SIGKILL it once ``threshold`` votes are stored (or the wait fails); return its exit
+    status and the votes stored when it died."""
+    process = processes.start(election, "voting.py", "--batch-size", "50", log=log)
+
+    def voted_past_threshold() -> bool:
+        assert process.poll() is None, f"voting.py exited before it could be killed\n{last_lines(log)}"
+        return votes_stored(election) >= threshold
+
+    try:
+        waiting.until(voted_past_threshold, timeout_s=120, what=f"{threshold} votes stored before a kill",
+                      every_s=0.05, explain=lambda: last_lines(log))
+    finally:
+        os.kill(process.pid, signal.SIGKILL)  # also when the wait failed: no voting.py outlives the test
+        status = process.wait()
+    return status, votes_stored(election)
+
+
+def test_vote_counted_once_after_sigkill(election, tmp_path):
     voters = 5000
     seed(election, "--voters", str(voters))
-    kills = 0
-    for threshold in (800, 2000, 3500):
-        process = subprocess.Popen(
-            [sys.executable, "voting.py", "--batch-size", "50"], cwd=REPO_ROOT,
-            env={**os.environ, **election.as_environment()}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while votes_stored(election) < threshold and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)  # polling interval of the condition above, bounded by the deadline
-        assert process.poll() is None, "voting.py exited before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        kills += 1
-    assert kills == 3
-    assert votes_stored(election) < voters, "the kills came too late to test anything"
+    log = tmp_path / "voting.log"
+    kills = [voting_killed_after(election, threshold, log) for threshold in (800, 2000, 3500)]
+    assert [status for status, _ in kills] == [-signal.SIGKILL] * 3, f"voting.py ended otherwise\n{last_lines(log)}"
+    assert kills[-1][1] < voters, "the kills came too late to test anything"
     vote(election)
     assert_every_voter_voted_exactly_once(election, voters)
-
 
 
 def test_seeding_creates_the_postgres_schema_it_is_told_to_use(election):
@@ -231,10 +215,5 @@ def test_seeding_creates_the_postgres_schema_it_is_told_to_use(election):
         seed(own_schema, "--voters", "2")
         assert query(own_schema, "SELECT count(*) FROM voters") == [(2,)]
     finally:
-        connection = db.connect(election)
-        try:
-            with connection, connection.cursor() as cursor:
-                cursor.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
-                    sql.Identifier(own_schema.postgres_schema)))
-        finally:
-            connection.close()
+        db.query(election, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+            sql.Identifier(own_schema.postgres_schema)))

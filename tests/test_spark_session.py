@@ -1,14 +1,16 @@
 """The Spark session is built the way spark_streaming.py builds it, and its Kafka connector resolves offline."""
 
+import pytest
 from confluent_kafka import Producer
 
 from realtime_voting import kafka_io
 from realtime_voting.spark_session import build_spark_session
 
+pytestmark = pytest.mark.spark
 
-def test_spark_reads_a_kafka_topic_with_the_maven_resolved_connector(stack_settings, topic_name):
-    topic = topic_name("spark")
-    kafka_io.create_topics(stack_settings, [topic])
+
+def test_spark_reads_a_kafka_topic_with_the_maven_resolved_connector(stack_settings, new_topic):
+    topic = new_topic("spark")
     producer = Producer(kafka_io.producer_config(stack_settings))
     for number in range(3):
         producer.produce(topic, key=f"v-{number}".encode(), value=f'{{"n": {number}}}'.encode())

@@ -4,19 +4,20 @@ whatever duplicates, malformed messages and SIGKILLs come its way."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections import Counter
+from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
-from realtime_voting import kafka_io, topics
-from realtime_voting.settings import REPO_ROOT, Settings
-from tests.conftest import query, read_topic, run_script
-from tests.test_seeding_and_voting import seed, vote
+from realtime_voting import kafka_io, processes, topics, waiting
+from realtime_voting.db import query
+from realtime_voting.kafka_io import read_to_end
+from realtime_voting.settings import Settings
+from tests.support.stages import count, last_lines, seed, vote
+
+pytestmark = pytest.mark.spark
 
 AGE_GROUP_SQL = """
     CASE WHEN age IS NULL THEN 'unknown' WHEN age < 18 THEN 'under 18' WHEN age <= 24 THEN '18-24'
@@ -24,13 +25,13 @@ AGE_GROUP_SQL = """
          WHEN age <= 64 THEN '55-64' ELSE '65+' END
 """
 EXPECTED_SQL = {
-    "aggregated_votes_per_candidate": "SELECT candidate_id, count(*) FROM votes GROUP BY 1",
-    "aggregated_votes_per_party": "SELECT c.party_affiliation, count(*) FROM votes JOIN candidates c "
-                                  "USING (candidate_id) GROUP BY 1",
-    "aggregated_turnout_by_location": "SELECT v.address_state, count(*) FROM votes JOIN voters v "
-                                      "USING (voter_id) GROUP BY 1",
-    "aggregated_turnout_by_gender": "SELECT v.gender, count(*) FROM votes JOIN voters v USING (voter_id) GROUP BY 1",
-    "aggregated_turnout_by_age_group": f"""
+    topics.VOTES_PER_CANDIDATE: "SELECT candidate_id, count(*) FROM votes GROUP BY 1",
+    topics.VOTES_PER_PARTY: "SELECT c.party_affiliation, count(*) FROM votes JOIN candidates c "
+                            "USING (candidate_id) GROUP BY 1",
+    topics.TURNOUT_BY_LOCATION: "SELECT v.address_state, count(*) FROM votes JOIN voters v "
+                                "USING (voter_id) GROUP BY 1",
+    topics.TURNOUT_BY_GENDER: "SELECT v.gender, count(*) FROM votes JOIN voters v USING (voter_id) GROUP BY 1",
+    topics.TURNOUT_BY_AGE_GROUP: f"""
         SELECT {AGE_GROUP_SQL}, count(*) FROM (
             SELECT extract(year FROM age((votes.voting_time AT TIME ZONE 'UTC')::date, v.date_of_birth))::int AS age
             FROM votes JOIN voters v USING (voter_id)) AS ages
@@ -38,15 +39,9 @@ EXPECTED_SQL = {
 }
 
 
-def count(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    result = run_script(election, "spark_streaming.py", "--available-now", *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
 def latest(election: Settings, topic: str) -> dict[str, dict]:
     """The current result per key of a compacted result topic: the latest message of each key."""
-    messages = read_topic(election, election.topic(topic))
+    messages = read_to_end(election, election.topic(topic))
     return {message.key().decode(): json.loads(message.value()) for message in messages}
 
 
@@ -56,16 +51,16 @@ def assert_totals_equal_the_tables(election: Settings) -> None:
         got = {key: value["total_votes"] for key, value in latest(election, topic).items()}
         assert got == expected, topic
     per_minute = Counter()
-    for value in latest(election, "aggregated_votes_per_minute").values():
+    for value in latest(election, topics.VOTES_PER_MINUTE).values():
         per_minute[value["candidate_id"]] += value["total_votes"]
-    assert per_minute == Counter(dict(query(election, EXPECTED_SQL["aggregated_votes_per_candidate"])))
+    assert per_minute == Counter(dict(query(election, EXPECTED_SQL[topics.VOTES_PER_CANDIDATE])))
 
 
 def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election):
     seed(election, "--voters", "3000")
     vote(election)
     votes_topic = election.topic(topics.VOTES)
-    copies = [(message.key(), message.value()) for message in read_topic(election, votes_topic)[:200]]
+    copies = [(message.key(), message.value()) for message in read_to_end(election, votes_topic)[:200]]
     good_vote = json.loads(copies[0][1])
     bad_messages = [
         (b"bad-1", b"not json at all"),
@@ -80,11 +75,11 @@ def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election
 
     count(election)
     assert_totals_equal_the_tables(election)
-    assert sum(value["total_votes"] for value in latest(election, "aggregated_votes_per_candidate").values()) == 3000
-    one_result = next(iter(latest(election, "aggregated_votes_per_candidate").values()))
+    assert sum(value["total_votes"] for value in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 3000
+    one_result = next(iter(latest(election, topics.VOTES_PER_CANDIDATE).values()))
     assert set(one_result) == {"candidate_id", "candidate_name", "party_affiliation", "photo_url", "total_votes",
                                "computed_at"}
-    dead = {message.key(): dict(message.headers()) for message in read_topic(election, election.topic(
+    dead = {message.key(): dict(message.headers()) for message in read_to_end(election, election.topic(
         topics.DEAD_LETTERS)) if dict(message.headers())["dlq.stage"] == b"counting"}
     assert set(dead) == {key for key, _ in bad_messages}
     assert dead[b"bad-2"]["dlq.reason"] == b"unknown candidate nobody"
@@ -102,29 +97,33 @@ def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election
     assert_totals_equal_the_tables(election)
 
 
-def test_totals_are_exact_after_sigkill_mid_stream(election):
+def counting_killed_once_it_has_counted(election: Settings, kill: int, log: Path) -> None:
+    """Start spark_streaming.py, register new voters (so new votes) while it runs, and SIGKILL it as soon as it
+    has written results of its own: in the middle of counting the new votes."""
+    results_topic = election.topic(topics.VOTES_PER_CANDIDATE)
+    job = processes.start(election, "spark_streaming.py", log=log)
+    try:
+        already = len(read_to_end(election, results_topic))
+        seed(election, "--voters", str(1000 * (kill + 2)))
+
+        def new_results() -> bool:
+            assert job.poll() is None, f"spark_streaming.py exited by itself\n{last_lines(log)}"
+            return len(read_to_end(election, results_topic)) > already
+
+        waiting.until(new_results, timeout_s=180, what=f"new results before kill {kill + 1}", every_s=0.5,
+                      explain=lambda: last_lines(log))
+    finally:
+        processes.stop("spark_streaming.py", job, how=signal.SIGKILL)
+
+
+def test_totals_are_exact_after_sigkill_mid_stream(election, tmp_path):
     seed(election, "--voters", "1000")
-    environment = {**os.environ, **election.as_environment()}
-    voting = subprocess.Popen([sys.executable, "voting.py", "--batch-size", "100"], cwd=REPO_ROOT, env=environment,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results_topic = election.topic("aggregated_votes_per_candidate")
+    voting = processes.start(election, "voting.py", "--batch-size", "100", log=tmp_path / "voting.log")
     try:
         for kill in range(3):
-            job = subprocess.Popen([sys.executable, "spark_streaming.py"], cwd=REPO_ROOT, env=environment,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            already = len(read_topic(election, results_topic))
-            seed(election, "--voters", str(1000 * (kill + 2)))  # new voters, so new votes, while the job runs
-            deadline = time.monotonic() + 180
-            # Kill it as soon as it has written results of its own: in the middle of counting the new votes.
-            while len(read_topic(election, results_topic)) <= already:
-                assert job.poll() is None, "spark_streaming.py exited by itself"
-                assert time.monotonic() < deadline, f"no new results within 180s before kill {kill + 1}"
-                time.sleep(0.5)  # polling interval of the condition above, bounded by the deadline
-            os.kill(job.pid, signal.SIGKILL)
-            job.wait()
+            counting_killed_once_it_has_counted(election, kill, tmp_path / "counting.log")
     finally:
-        voting.terminate()
-        voting.wait(timeout=60)
+        processes.stop("voting.py", voting)
     vote(election)  # the votes of any voter still waiting
     assert query(election, "SELECT count(*) FROM votes") == [(4000,)]
     count(election)

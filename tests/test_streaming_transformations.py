@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-import pytest
-
+from realtime_voting import topics
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
-from realtime_voting.spark_session import build_spark_session
 from realtime_voting.streaming import (
     classify_votes,
     counted_votes,
@@ -18,15 +16,14 @@ from realtime_voting.streaming import (
 )
 
 SETTINGS = replace(Settings.from_env({}), kafka_topic_prefix="t-")
+# The result topics of SETTINGS' election, by what they count.
+PER_CANDIDATE, PER_PARTY, BY_LOCATION, BY_GENDER, BY_AGE_GROUP, PER_MINUTE = (
+    SETTINGS.topic(name) for name in (topics.VOTES_PER_CANDIDATE, topics.VOTES_PER_PARTY, topics.TURNOUT_BY_LOCATION,
+                                      topics.TURNOUT_BY_GENDER, topics.TURNOUT_BY_AGE_GROUP, topics.VOTES_PER_MINUTE))
 CANDIDATES = [
     Candidate("c-1", "Jennie Nichols", "Management Party", "", "", "https://x/1.jpg"),
     Candidate("c-2", "Harry Pearson", "Savior Party", "", "", "https://x/2.jpg"),
 ]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    return build_spark_session(Settings.from_env({}), "test-transformations")
 
 
 def vote(voter_id="v-1", candidate_id="c-1", voting_time="2026-11-24T12:00:30.5+00:00", **extra) -> bytes:
@@ -39,7 +36,7 @@ def vote(voter_id="v-1", candidate_id="c-1", voting_time="2026-11-24T12:00:30.5+
 
 def classify(spark, values: list[bytes | None]):
     raw = spark.createDataFrame(
-        [(f"k{number}".encode(), value, "votes_topic", 0, number) for number, value in enumerate(values)],
+        [(f"k{number}".encode(), value, topics.VOTES, 0, number) for number, value in enumerate(values)],
         "key binary, value binary, topic string, partition int, offset long",
     )
     return classify_votes(raw, CANDIDATES)
@@ -80,10 +77,10 @@ def test_a_valid_vote_takes_the_candidate_from_the_candidates_table(spark):
 
 def test_dead_letters_keep_the_original_bytes_and_carry_the_reason(spark):
     [row] = dead_letters(classify(spark, [b"{not json"]), SETTINGS).collect()
-    assert (row.topic, row.key, bytes(row.value)) == ("t-dead_letter_topic", b"k0", b"{not json")
+    assert (row.topic, row.key, bytes(row.value)) == (SETTINGS.topic(topics.DEAD_LETTERS), b"k0", b"{not json")
     headers = {header.key: bytes(header.value) for header in row.headers}
     assert headers["dlq.reason"] == b"not valid JSON" and headers["dlq.stage"] == b"counting"
-    assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (b"votes_topic", b"0")
+    assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (topics.VOTES.encode(), b"0")
 
 
 def test_tallies_count_each_voter_once_in_every_result(spark):
@@ -95,33 +92,33 @@ def test_tallies_count_each_voter_once_in_every_result(spark):
         b"{broken",
     ]
     totals = results(tallies(counted_votes(classify(spark, values)), SETTINGS))
-    assert totals[("t-aggregated_votes_per_candidate", "c-2")] | {"computed_at": None} == {
+    assert totals[(PER_CANDIDATE, "c-2")] | {"computed_at": None} == {
         "candidate_id": "c-2", "candidate_name": "Harry Pearson", "party_affiliation": "Savior Party",
         "photo_url": "https://x/2.jpg", "total_votes": 2, "computed_at": None}
-    assert totals[("t-aggregated_votes_per_candidate", "c-1")]["total_votes"] == 2
-    assert totals[("t-aggregated_votes_per_party", "Management Party")]["total_votes"] == 2
-    assert totals[("t-aggregated_turnout_by_location", "Devon")] | {"computed_at": None} == {
+    assert totals[(PER_CANDIDATE, "c-1")]["total_votes"] == 2
+    assert totals[(PER_PARTY, "Management Party")]["total_votes"] == 2
+    assert totals[(BY_LOCATION, "Devon")] | {"computed_at": None} == {
         "state": "Devon", "total_votes": 3, "computed_at": None}
-    assert totals[("t-aggregated_turnout_by_location", "Kent")]["total_votes"] == 1
-    assert totals[("t-aggregated_turnout_by_gender", "female")]["total_votes"] == 3
-    assert totals[("t-aggregated_turnout_by_age_group", "25-34")]["total_votes"] == 1
-    assert totals[("t-aggregated_turnout_by_age_group", "65+")]["total_votes"] == 1
-    assert totals[("t-aggregated_turnout_by_age_group", "35-44")]["total_votes"] == 1
-    assert totals[("t-aggregated_turnout_by_age_group", "under 18")]["total_votes"] == 1
+    assert totals[(BY_LOCATION, "Kent")]["total_votes"] == 1
+    assert totals[(BY_GENDER, "female")]["total_votes"] == 3
+    assert totals[(BY_AGE_GROUP, "25-34")]["total_votes"] == 1
+    assert totals[(BY_AGE_GROUP, "65+")]["total_votes"] == 1
+    assert totals[(BY_AGE_GROUP, "35-44")]["total_votes"] == 1
+    assert totals[(BY_AGE_GROUP, "under 18")]["total_votes"] == 1
     assert sum(value["total_votes"] for (topic, _), value in totals.items()
-               if topic == "t-aggregated_votes_per_candidate") == 4
+               if topic == PER_CANDIDATE) == 4
 
 
 def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
     values = [vote("v-1", "c-1", "2026-11-24T12:00:59Z"), vote("v-1", "c-1", "2026-11-24T12:00:59Z"),
               vote("v-2", "c-1", "2026-11-24T12:01:00Z"), vote("v-3", "c-2", "2026-11-24T12:00:01Z")]
     minutes = {key: value for key, value in results(tallies(counted_votes(classify(spark, values)), SETTINGS)).items()
-               if key[0] == "t-aggregated_votes_per_minute"}
-    first = minutes[("t-aggregated_votes_per_minute", "c-1|2026-11-24T12:00Z")]
+               if key[0] == PER_MINUTE}
+    first = minutes[(PER_MINUTE, "c-1|2026-11-24T12:00Z")]
     assert (first["total_votes"], first["window_start"], first["window_end"]) == (
         1, "2026-11-24T12:00:00.000Z", "2026-11-24T12:01:00.000Z")
-    assert minutes[("t-aggregated_votes_per_minute", "c-1|2026-11-24T12:01Z")]["total_votes"] == 1
-    assert minutes[("t-aggregated_votes_per_minute", "c-2|2026-11-24T12:00Z")]["candidate_name"] == "Harry Pearson"
+    assert minutes[(PER_MINUTE, "c-1|2026-11-24T12:01Z")]["total_votes"] == 1
+    assert minutes[(PER_MINUTE, "c-2|2026-11-24T12:00Z")]["candidate_name"] == "Harry Pearson"
     assert len(minutes) == 3
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -11,6 +10,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
+from realtime_voting import waiting
 from realtime_voting.settings import REPO_ROOT
 
 SCREENSHOTS = REPO_ROOT / ".local" / "screenshots"
@@ -45,14 +45,16 @@ def chromium_page() -> Iterator[Page]:
 
 def open_when_served(page: Page, url: str, server_alive: Callable[[], bool], timeout_s: float = 60) -> None:
     """Open ``url`` once its server listens (a Streamlit server takes a few seconds to start)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def opened() -> bool:
+        assert server_alive(), f"the server of {url} exited before it served the page"
         try:
             page.goto(url)
-            return
-        except PlaywrightError:
-            assert time.monotonic() < deadline and server_alive(), f"nothing served {url} within {timeout_s}s"
-            time.sleep(0.5)  # retry interval, bounded by the deadline
+        except PlaywrightError:  # nothing listens yet
+            return False
+        return True
+
+    waiting.until(opened, timeout_s=timeout_s, what=f"a page served at {url}", every_s=0.5)
 
 
 def metric_value(page: Page, label: str) -> str:

@@ -1,0 +1,60 @@
+"""The services of a test session: one real local stack, on free ports, started by the project's own code; and
+the markers a test gets from the fixtures it uses.
+
+The stack lives in ``.local/test-stack`` and listens on ports picked at start, so ``make test`` never touches
+services a user is running on the default ports. Set ``TEST_USE_RUNNING_SERVICES=1`` to run the integration
+tests against the services the usual environment variables point at instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from realtime_voting.local_stack import LocalStack
+from realtime_voting.settings import REPO_ROOT, Settings
+from tests.support.ports import free_ports
+
+TEST_STATE_DIR = REPO_ROOT / ".local" / "test-stack"
+
+# A test that uses one of these fixtures, directly or through another fixture, gets the marker (pyproject.toml
+# declares them): `make test-fast` leaves out the integration tests whichever fixture brought the stack in.
+MARKER_OF_FIXTURE = {
+    "stack_settings": pytest.mark.integration,
+    "spark": pytest.mark.spark,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for fixture, marker in MARKER_OF_FIXTURE.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """Settings pointing at a freshly started local stack (or at the user's services, see the module doc)."""
+    if os.environ.get("TEST_USE_RUNNING_SERVICES") == "1":
+        yield Settings.from_env()
+        return
+    kafka_port, controller_port, postgres_port = free_ports(3)
+    settings = replace(
+        Settings.from_env({}),
+        kafka_bootstrap_servers=f"localhost:{kafka_port}",
+        kafka_controller_port=controller_port,
+        postgres_port=postgres_port,
+        state_dir=TEST_STATE_DIR,
+    )
+    stack = LocalStack(settings)
+    stack.down()  # a previous run that was killed may have left it running
+    shutil.rmtree(TEST_STATE_DIR, ignore_errors=True)
+    stack.up()
+    try:
+        yield settings
+    finally:
+        stack.down()

@@ -1,0 +1,36 @@
+"""The pipeline's stages run as a user runs them (``realtime_voting.processes``), with an election's settings as
+their environment; each helper fails the test, with the stage's output, when the stage does not succeed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from realtime_voting import processes
+from realtime_voting.settings import Settings
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"{' '.join(result.args)} exited {result.returncode}:\n{result.stderr[-3000:]}"
+    return result
+
+
+def seed(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``main.py`` with the offline generator: the tables, topics, candidates and voters of ``election``."""
+    return succeeded(processes.run(election, "main.py", "--source", "offline", *args))
+
+
+def vote(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``voting.py`` until every registered voter has had their turn (it exits after 3 idle seconds)."""
+    return succeeded(processes.run(election, "voting.py", "--exit-on-idle", "3", *args))
+
+
+def count(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """``spark_streaming.py`` over every vote there is now, then exit."""
+    return succeeded(processes.run(election, "spark_streaming.py", "--available-now", *args))
+
+
+def last_lines(log: Path, count: int = 40) -> str:
+    """The end of a stage's log, for a failure's message."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else ["(no log)"]
+    return f"--- the last lines of {log} ---\n" + "\n".join(lines[-count:])
