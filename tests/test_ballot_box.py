@@ -12,9 +12,10 @@ from confluent_kafka import Producer
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
+from realtime_voting.db import query
+from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
-from tests.conftest import query, read_topic
-from tests.test_seeding_and_voting import seed
+from tests.support.stages import seed
 
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
@@ -38,7 +39,7 @@ def registered(election: Settings) -> tuple[list[str], list[str]]:
 
 
 def published(election: Settings) -> list[dict]:
-    return [json.loads(message.value()) for message in read_topic(election, election.topic(topics.VOTES))]
+    return [json.loads(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
 
 
 def test_a_vote_is_stored_and_the_stored_vote_published(election, ballot_box):
