@@ -35,6 +35,6 @@ def new_topic(stack_settings: Settings) -> Iterator[Callable[..., str]]:
 
     yield create
     if created:
-        futures = kafka_io.admin_client(stack_settings).delete_topics(created, operation_timeout=30)
-        for future in futures.values():
+        admin = kafka_io.admin_client(stack_settings)  # kept until the futures resolve: its end would fail them
+        for future in admin.delete_topics(created, operation_timeout=30).values():
             future.result()
