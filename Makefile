@@ -72,7 +72,9 @@ test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL an
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status
 
-test-fast: setup ## Run ruff, then only the tests that need no Kafka, PostgreSQL or Docker (about a minute)
+# The markers (pyproject.toml) say what a test needs; the transformation tests' local Spark session stays in (most
+# of the half minute to a minute this takes), the browser tests are all integration or compose tests too.
+test-fast: setup ## Run ruff, then only the tests that need no Kafka, PostgreSQL or Docker (under a minute)
 	@$(PY) -m ruff check .
 	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
