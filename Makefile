@@ -64,7 +64,7 @@ demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctr
 	@$(PY) -m realtime_voting.demo $(if $(DEMO_VOTERS),--voters $(DEMO_VOTERS)) $(if $(DEMO_RATE),--rate $(DEMO_RATE)) \
 		$(if $(DEMO_TURNOUT),--turnout $(DEMO_TURNOUT)) $(if $(DEMO_KEEP),--keep)
 
-# The tests start their own stack under $(TEST_STATE) on free ports (tests/conftest.py), so they never touch
+# The tests start their own stack under $(TEST_STATE) on free ports (tests/support/services.py), so they never touch
 # services a user is running; the last line stops it even if pytest was interrupted.
 test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL and Spark it starts itself
 	@$(PY) -m ruff check .

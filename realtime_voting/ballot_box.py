@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import psycopg2.extensions
@@ -208,7 +208,7 @@ class BallotBox:
         """
         if any(ballot.candidate_id is not None and ballot.candidate_id not in self.candidates for ballot in ballots):
             self.reload_candidates()  # a candidate may have been added since this process started
-        states = self._store(first_choices(ballots, self.candidates), now or datetime.now(timezone.utc))
+        states = self._store(first_choices(ballots, self.candidates), now or datetime.now(UTC))
         votes = self._votes(states)
         return StoredBatch(cast_results(ballots, states, votes, self.candidates), list(votes.values()))
 
@@ -223,7 +223,7 @@ class BallotBox:
         For a vote that was stored but maybe never acknowledged by the broker (a caller that could not retry
         the batch). Harmless when it was: the counting stage deduplicates by voter.
         """
-        states = self._store(dict.fromkeys(voter_ids), datetime.now(timezone.utc))  # no choice: nothing inserted
+        states = self._store(dict.fromkeys(voter_ids), datetime.now(UTC))  # no choice: nothing inserted
         return self.publish(StoredBatch([], list(self._votes(states).values())))
 
     def _votes(self, states: dict[str, VoterState]) -> dict[str, Vote]:
@@ -250,7 +250,7 @@ class BallotBox:
         return Vote(
             voter_id=voter_id,
             candidate_id=candidate_id,
-            voting_time=voting_time.astimezone(timezone.utc),
+            voting_time=voting_time.astimezone(UTC),
             candidate_name=candidate.candidate_name,
             party_affiliation=candidate.party_affiliation,
             photo_url=candidate.photo_url,

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NoReturn
 
 import streamlit as st
@@ -137,7 +137,7 @@ def republish_vote(settings: Settings, producer: Producer, voter_id: str) -> boo
 # --- The page, top to bottom. ---
 
 def utc(moment: datetime) -> str:
-    return f"{moment.astimezone(timezone.utc):%d %B %Y at %H:%M:%S} UTC"
+    return f"{moment.astimezone(UTC):%d %B %Y at %H:%M:%S} UTC"
 
 
 def show_unavailable(error: Exception, what_now: str) -> None:

@@ -11,7 +11,7 @@ Only the live part, an ``st.fragment(run_every=...)``, reruns on each refresh.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import altair as alt
 import pandas as pd
@@ -70,7 +70,7 @@ def donut_chart(frame: pd.DataFrame, category: str, title: str, colours: dict[st
 
 def show_results(settings: Settings) -> None:
     """The live part: everything that changes with the votes, top to bottom as the page shows it."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     counts, results = read_election(settings)
     show_freshness(now, counts, results)
     show_metrics(counts)

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import simplejson
@@ -226,4 +226,4 @@ def page_of(frame: pd.DataFrame, page: int, page_size: int) -> pd.DataFrame:
 def seconds_since(moment: datetime | None, now: datetime | None = None) -> float | None:
     if moment is None:
         return None
-    return ((now or datetime.now(timezone.utc)) - moment).total_seconds()
+    return ((now or datetime.now(UTC)) - moment).total_seconds()

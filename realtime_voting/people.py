@@ -15,7 +15,7 @@ import logging
 import random
 import uuid
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
 import requests
@@ -166,7 +166,7 @@ class OfflineSource:
 
 
 def _birth_date(result: RandomUserResult) -> date:
-    return datetime.fromisoformat(result["dob"]["date"].replace("Z", "+00:00")).astimezone(timezone.utc).date()
+    return datetime.fromisoformat(result["dob"]["date"].replace("Z", "+00:00")).astimezone(UTC).date()
 
 
 def voter_from_randomuser(result: RandomUserResult) -> Voter:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from confluent_kafka import Producer
@@ -17,7 +17,7 @@ from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
 from tests.support.stages import seed
 
-NOON = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from realtime_voting.ballot_box import Ballot, VoterState, cast_results, first_choices
 
 STANDING = {"c-1", "c-2"}
-NOON = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
+NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
 
 def test_a_voters_first_ballot_for_a_standing_candidate_is_the_one_offered_for_storing():

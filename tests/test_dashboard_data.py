@@ -1,6 +1,6 @@
 """The dashboard's pure functions, on hand-made results."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -39,7 +39,7 @@ def test_one_leader_normally_several_in_a_tie_none_before_votes():
 
 def test_the_newest_result_and_the_votes_counted():
     results = results_with([("a", "Ann", 10), ("b", "Bob", 5)], [("Ann", "2026-11-24T12:01:00.000Z", 3)])
-    assert results.newest_computed_at == datetime(2026, 11, 24, 12, 0, 9, tzinfo=timezone.utc)
+    assert results.newest_computed_at == datetime(2026, 11, 24, 12, 0, 9, tzinfo=UTC)
     assert results.votes_counted == 15
     assert data.Results().newest_computed_at is None
 

@@ -1,5 +1,5 @@
 import dataclasses
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 import simplejson
@@ -8,7 +8,7 @@ from realtime_voting.schemas import VOTE_FIELDS, InvalidMessage, Vote, voter_id_
 
 
 def a_vote(**changes) -> Vote:
-    vote = Vote(voter_id="v-1", candidate_id="c-1", voting_time=datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc),
+    vote = Vote(voter_id="v-1", candidate_id="c-1", voting_time=datetime(2026, 11, 24, 12, 0, tzinfo=UTC),
                 candidate_name="Jennie Nichols", party_affiliation="Savior Party", photo_url="https://x/1.jpg",
                 address_state="Devon", address_country="United Kingdom", gender="female",
                 date_of_birth=date(1990, 5, 1))

@@ -7,7 +7,6 @@ project's ``LocalStack``, its state under ``tmp_path``, on free ports) and stops
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from realtime_voting import db, elections, kafka_io, processes, topics, waiting
 from realtime_voting.local_stack import KafkaBroker, LocalStack, PostgresServer
 from realtime_voting.settings import Settings
+from tests.support.ports import free_ports
 
 pytestmark = pytest.mark.integration  # a stack of its own, restarted mid-test
 
@@ -25,21 +25,9 @@ VOTERS = 1000
 RATE = 50  # votes per second: an election of 20 s, long enough to restart both services in the middle of it
 
 
-def unused_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (held open together so that they are distinct)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[Settings]:
-    kafka_port, controller_port, postgres_port = unused_ports(3)
+    kafka_port, controller_port, postgres_port = free_ports(3)
     settings = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{kafka_port}",
                        kafka_controller_port=controller_port, postgres_port=postgres_port,
                        state_dir=tmp_path / "stack")

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
 
-from realtime_voting import kafka_io, voting
+from realtime_voting import kafka_io, topics, voting
 from realtime_voting.ballot_box import Ballot, CastResult, StoredBatch
 from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import Candidate
@@ -31,7 +31,7 @@ from realtime_voting.voting import (
 )
 
 CANDIDATES = [Candidate("c-1", "Jennie Nichols", "Management Party", "", "", "")]
-VOTERS_TOPIC = "voters_topic"
+VOTERS_TOPIC = topics.VOTERS
 
 
 class StandInError:
