@@ -78,7 +78,11 @@ def seconds_to_wait(attempts: SignInAttempts, now: float) -> float:
 
 # --- The page's back end: callable without a browser session (the tests call ``cast_vote`` directly). ---
 
-@st.cache_resource(show_spinner=False)
+def flush_producer(producer: Producer) -> None:
+    producer.flush(10)  # votes are acknowledged before the page says so; this only lets go of the client
+
+
+@st.cache_resource(show_spinner=False, on_release=flush_producer)
 def vote_producer(settings: Settings) -> Producer:
     """One producer per server process (confluent_kafka's Producer is thread-safe), shared by every session."""
     return Producer(kafka_io.producer_config(settings, **{"message.timeout.ms": PUBLISH_TIMEOUT_MS}))

@@ -36,7 +36,8 @@ def navigation() -> st.Page:
     return st.navigation(pages)
 
 
-@st.cache_resource(show_spinner=False)
+# on_release: a cleared cache (a test's teardown, `st.cache_resource.clear()`) stops the reader's thread and consumer.
+@st.cache_resource(show_spinner=False, on_release=data.ResultsReader.close)
 def results_reader(settings: Settings) -> data.ResultsReader:
     return data.ResultsReader(settings)
 
