@@ -37,7 +37,10 @@ class PostgresUnavailable(RuntimeError):
 def connect(
     settings: Settings, *, dbname: str | None = None, connect_timeout: int = 5
 ) -> psycopg2.extensions.connection:
-    """Open a connection to ``settings``' database (or ``dbname`` on the same server) over TCP."""
+    """Open a connection to ``settings``' database (or ``dbname`` on the same server) over TCP, with TLS as
+    POSTGRES_SSLMODE asks. Every connection of the project is opened here."""
+    # Empty: not passed at all, so that libpq looks where it always does (~/.postgresql/root.crt).
+    trusted = {"sslrootcert": settings.postgres_sslrootcert} if settings.postgres_sslrootcert else {}
     return psycopg2.connect(
         host=settings.postgres_host,
         port=settings.postgres_port,
@@ -48,6 +51,8 @@ def connect(
         application_name="realtime-voting",
         # Unqualified table names resolve in the election's schema (``public`` unless POSTGRES_SCHEMA says).
         options=f"-c search_path={settings.postgres_schema}",
+        sslmode=settings.postgres_sslmode,
+        **trusted,
     )
 
 

@@ -52,6 +52,16 @@ class Settings:
     postgres_password: str = setting("POSTGRES_PASSWORD", "postgres", "that user's password", secret=True)
     # Tests give each election its own schema (and topic prefix), so elections never see each other's rows.
     postgres_schema: str = setting("POSTGRES_SCHEMA", "public", "the schema the election's tables live in")
+    # libpq's own default, so that a server without TLS is reached as before; `verify-full` checks whose server it is.
+    postgres_sslmode: str = setting(
+        "POSTGRES_SSLMODE", "prefer",
+        "libpq's `sslmode`: `prefer` encrypts when the server offers TLS, `verify-full` also checks its certificate "
+        "and name")
+    # A string, not a Path: libpq also takes the word `system` (the system's CAs), which a path would resolve away.
+    postgres_sslrootcert: str = setting(
+        "POSTGRES_SSLROOTCERT", "",
+        "the CA certificate that `verify-ca` and `verify-full` trust (`make up`'s: `.local/tls/ca.pem`); "
+        "empty: libpq's default")
     spark_master: str = setting("SPARK_MASTER", "local[*]", "Spark master; `spark://host:7077` for a cluster")
     # Partitions let several voting.py processes share the work in one consumer group.
     kafka_topic_prefix: str = setting(
@@ -145,6 +155,11 @@ class Settings:
     @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def tls_dir(self) -> Path:
+        """The local stack's certificate authority (``ca.pem``, which ``POSTGRES_SSLROOTCERT`` may name)."""
+        return self.state_dir / "tls"
 
 
 def variables() -> dict[str, dataclasses.Field[Any]]:

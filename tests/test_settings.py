@@ -15,6 +15,13 @@ def test_defaults_match_the_reference_connection_string():
     assert settings.spark_master == "local[*]"
 
 
+def test_tls_to_postgres_defaults_to_libpqs_own_behaviour():
+    settings = Settings.from_env({})
+    assert (settings.postgres_sslmode, settings.postgres_sslrootcert) == ("prefer", "")
+    # libpq's word for the system's CAs stays a word: it is not a path to resolve.
+    assert Settings.from_env({"POSTGRES_SSLROOTCERT": "system"}).postgres_sslrootcert == "system"
+
+
 def test_every_documented_variable_overrides_its_default():
     settings = Settings.from_env({
         "KAFKA_BOOTSTRAP_SERVERS": "broker:29092",
