@@ -6,9 +6,12 @@ picks one and confirms. The ballot goes through ``BallotBox.cast``, the code ``v
 seconds.
 
 - Sign-in: both must match one row of ``voters`` (``ballot_box.identify``); any mismatch gets one message that
-  does not say which was wrong. After ``FAILURES_BEFORE_WAITING`` failures in a row a browser session waits,
-  longer after each further failure (``wait_after``); the time it waits for is kept in ``st.session_state``
-  and the page refuses to check anything before it.
+  does not say which was wrong. After ``FAILURES_BEFORE_WAITING`` failures in a row with one voter ID, that voter
+  ID waits, longer after each further failure (``wait_after``); so does a client address after
+  ``FAILURES_BEFORE_WAITING_PER_ADDRESS`` (where Streamlit knows it: ``st.context.ip_address``). The failures are
+  kept in PostgreSQL (``db.claim_sign_in_attempt``), not in the browser session, so a new tab, another server
+  process or a restart does not wipe them; while a voter ID or an address waits the page checks nothing, and an
+  unregistered voter ID waits exactly as a registered one does.
 - One vote per voter: a voter who has voted is told when, and gets no ballot. Two tabs submitting at the same
   instant store and publish one vote: the ``votes`` primary key decides (see ``ballot_box``).
 - Resources: every sign-in and every cast opens a PostgreSQL connection of its own (a psycopg2 connection must
@@ -19,9 +22,9 @@ seconds.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
-import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import NoReturn
@@ -39,41 +42,52 @@ logger = logging.getLogger(__name__)
 
 NO_MATCH = ("This voter ID and registration number do not match a registered voter. Check both, as they are "
             "written on your registration.")
-FAILURES_BEFORE_WAITING = 3  # failed sign-ins in a row that a session may make before it has to wait
+FAILURES_BEFORE_WAITING = 3  # failed sign-ins in a row with one voter ID before it has to wait
+# ...and from one client address: many voters may share one (a polling station, an office behind a proxy).
+FAILURES_BEFORE_WAITING_PER_ADDRESS = 30
 FIRST_WAIT_S = 5.0  # the wait after that many failures; it doubles with every further failure...
 LONGEST_WAIT_S = 300.0  # ...up to this
 BROKER_CHECK_S = 5.0  # how long a voter waits for the broker to answer before casting...
 PUBLISH_TIMEOUT_MS = 10_000  # ...and for it to acknowledge the vote, before being told it is unreachable
 
-# What the page keeps in st.session_state, per browser session.
-ATTEMPTS = "ballot_sign_in_attempts"
+# What the page keeps in st.session_state, per browser session (the sign-in failures are in PostgreSQL).
 ELECTOR = "ballot_elector"
 CAST = "ballot_cast_result"
 
 
-# --- Sign-in throttling: pure functions of the session's failures and the clock. ---
+# --- Sign-in throttling: the policy as pure functions; the failures themselves are in PostgreSQL. ---
 
-@dataclass(frozen=True)
-class SignInAttempts:
-    failures: int = 0  # failed sign-ins in a row
-    not_before: float = 0.0  # time.monotonic() before which no sign-in is checked
-
-
-def wait_after(failures: int) -> float:
-    """Seconds a session waits after its ``failures``-th failed sign-in in a row: none before
-    ``FAILURES_BEFORE_WAITING``, then ``FIRST_WAIT_S``, doubling with each further failure up to ``LONGEST_WAIT_S``."""
-    if failures < FAILURES_BEFORE_WAITING:
+def wait_after(failures: int, free_failures: int = FAILURES_BEFORE_WAITING) -> float:
+    """Seconds to wait after the ``failures``-th failed sign-in in a row: none before ``free_failures``, then
+    ``FIRST_WAIT_S``, doubling with each further failure up to ``LONGEST_WAIT_S``."""
+    if failures < free_failures:
         return 0.0
-    return min(FIRST_WAIT_S * 2 ** (failures - FAILURES_BEFORE_WAITING), LONGEST_WAIT_S)
+    return min(FIRST_WAIT_S * 2 ** (failures - free_failures), LONGEST_WAIT_S)
 
 
-def after_failure(attempts: SignInAttempts, now: float) -> SignInAttempts:
-    failures = attempts.failures + 1
-    return SignInAttempts(failures, now + wait_after(failures))
+def waits_by_failures(free_failures: int) -> list[float]:
+    """``wait_after(1)``, ``wait_after(2)``, ... up to the first that is ``LONGEST_WAIT_S``: the table that
+    ``db.claim_sign_in_attempt`` looks the wait up in, in the same statement that counts the failure (its last
+    entry stands for every further failure)."""
+    waits = [wait_after(1, free_failures)]
+    # Bounded, so that a policy whose waits never reach the longest (FIRST_WAIT_S = 0) still ends.
+    while waits[-1] < LONGEST_WAIT_S and len(waits) < free_failures + 64:
+        waits.append(wait_after(len(waits) + 1, free_failures))
+    return waits
 
 
-def seconds_to_wait(attempts: SignInAttempts, now: float) -> float:
-    return max(0.0, attempts.not_before - now)
+def throttled_address(ip_address: str) -> str:
+    """What a client address is throttled by: an IPv4 address itself, an IPv6 address by its /64 network (what
+    one subscriber gets: a guesser could otherwise take a fresh address for every guess)."""
+    try:
+        address = ipaddress.ip_address(ip_address)
+    except ValueError:
+        return ip_address  # not an IP address (a Unix socket's peer): as it is
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 # --- The page's back end: callable without a browser session (the tests call ``cast_vote`` directly). ---
@@ -99,11 +113,32 @@ def kafka_unreachable(settings: Settings, detail: object) -> kafka_io.KafkaUnava
         f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable: {detail}")
 
 
-def sign_in(settings: Settings, voter_id: str, registration_number: str) -> Elector | None:
-    """The voter with both this voter ID and this registration number (see ``ballot_box.identify``), or None.
-    Raises ``db.PostgresUnavailable`` naming the server, or ``db.UndefinedTable`` before the election is seeded."""
+@dataclass(frozen=True)
+class SignIn:
+    """What one sign-in attempt came to."""
+
+    elector: Elector | None  # the voter, when both credentials matched
+    checked: bool  # False: refused unchecked, the voter ID or the client address was waiting
+    wait_s: float  # how long this voter ID or address must now wait before it is checked again (0: not at all)
+
+
+def sign_in(settings: Settings, voter_id: str, registration_number: str, client_address: str | None = None) -> SignIn:
+    """Check a voter's credentials (see ``ballot_box.identify``) unless the voter ID or the client address has to
+    wait: the attempt is counted as a failure of both first (``db.claim_sign_in_attempt``), and a success gives it
+    back. The same whether or not the voter ID is registered. Raises ``db.PostgresUnavailable`` naming the server,
+    or ``db.UndefinedTable`` before the election is seeded."""
+    address = None if client_address is None else throttled_address(client_address)
     with db.short_lived_connection(settings) as connection:
-        return identify(connection, voter_id, registration_number)
+        claim = db.claim_sign_in_attempt(
+            connection, voter_id, waits_by_failures(FAILURES_BEFORE_WAITING),
+            address, waits_by_failures(FAILURES_BEFORE_WAITING_PER_ADDRESS))
+        if not claim.granted:
+            return SignIn(None, checked=False, wait_s=claim.wait_s)
+        elector = identify(connection, voter_id, registration_number)
+        if elector is None:
+            return SignIn(None, checked=True, wait_s=claim.wait_s)
+        db.sign_in_succeeded(connection, voter_id, address)
+        return SignIn(elector, checked=True, wait_s=0.0)
 
 
 def cast_vote(settings: Settings, producer: Producer, voter_id: str, candidate_id: str) -> CastResult:
@@ -155,42 +190,46 @@ def show_sign_in(settings: Settings) -> None:
         registration_number = st.text_input("Registration number", type="password",
                                             key="sign_in_registration_number").strip()
         submitted = st.form_submit_button("Sign in", type="primary", key="sign_in_submit")
-    attempts: SignInAttempts = st.session_state.get(ATTEMPTS, SignInAttempts())
-    # While the session waits, nothing is checked: a guesser learns nothing, not even from a right guess.
-    if submitted and seconds_to_wait(attempts, time.monotonic()) == 0:
-        attempts = st.session_state[ATTEMPTS] = check_sign_in(settings, attempts, voter_id, registration_number)
-    if (wait := seconds_to_wait(attempts, time.monotonic())) > 0:
-        st.error(f"Too many attempts: try again in {math.ceil(wait)} s.")
+    if submitted:
+        check_sign_in(settings, voter_id, registration_number, client_address())
 
 
-def check_sign_in(settings: Settings, attempts: SignInAttempts, voter_id: str,
-                  registration_number: str) -> SignInAttempts:
+def client_address() -> str | None:
+    """The browser's address as Streamlit reports it (``st.context.ip_address``), or None where there is none: a
+    browser on the same machine, or a headless AppTest session (whose stand-in runtime answers with a mock, not a
+    string). Without one, the voter ID alone is throttled."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) else None
+
+
+def check_sign_in(settings: Settings, voter_id: str, registration_number: str, client_address: str | None) -> None:
     """Check a voter's credentials. When they match, the voter enters the ballot (``enter_ballot`` reruns the
-    script: this call does not return). Otherwise the page says why, and this returns the session's attempts:
-    one more failure after a mismatch, unchanged when nothing could be checked (a field left empty, PostgreSQL
-    unreachable, no election yet)."""
+    script: this call does not return). Otherwise the page says why: a mismatch, a wait (while the voter ID or the
+    address waits nothing is checked, so a guesser learns nothing, not even from a right guess), a field left
+    empty, PostgreSQL unreachable or no election yet."""
     if not voter_id or not registration_number:
         st.warning("Enter both your voter ID and your registration number.")
-        return attempts
+        return
     try:
-        elector = sign_in(settings, voter_id, registration_number)
+        attempt = sign_in(settings, voter_id, registration_number, client_address)
     except db.PostgresUnavailable as error:
         show_unavailable(error, "Sign in again when it is back.")
-        return attempts
+        return
     except db.UndefinedTable:
         st.warning(f"There is no election in schema {settings.postgres_schema!r} of database "
                    f"{settings.postgres_db!r} yet (POSTGRES_SCHEMA, POSTGRES_DB): `python main.py` seeds one.")
-        return attempts
-    if elector is None:
+        return
+    if attempt.elector is not None:
+        enter_ballot(settings, attempt.elector)
+    if attempt.checked:
         st.error(NO_MATCH)
-        return after_failure(attempts, time.monotonic())
-    enter_ballot(settings, elector)
+    if attempt.wait_s > 0 or not attempt.checked:
+        st.error(f"Too many attempts: try again in {max(1, math.ceil(attempt.wait_s))} s.")
 
 
 def enter_ballot(settings: Settings, elector: Elector) -> NoReturn:
-    """Sign the voter in (a clean slate of attempts; a vote stored earlier is published again, in case the broker
-    failed then), and rerun the script, which shows their ballot. Never returns."""
-    st.session_state[ATTEMPTS] = SignInAttempts()
+    """Sign the voter in (a vote stored earlier is published again, in case the broker failed then), and rerun
+    the script, which shows their ballot. Never returns."""
     st.session_state[ELECTOR] = elector
     if elector.voted_at is not None:
         republish_vote(settings, vote_producer(settings), elector.voter_id)

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import NamedTuple
 
 import psycopg2
 import psycopg2.errors
@@ -162,9 +163,19 @@ CREATE TABLE IF NOT EXISTS votes (
 CREATE INDEX IF NOT EXISTS votes_candidate_id_idx ON votes (candidate_id);
 CREATE INDEX IF NOT EXISTS voters_address_state_idx ON voters (address_state);
 CREATE INDEX IF NOT EXISTS voters_registration_number_idx ON voters (registration_number);
+-- The ballot page's sign-in throttle: failed sign-ins per voter ID as typed and per client address, kept here so
+-- that a new browser session, another server process or a restart starts from them. A voter ID is a row whether
+-- or not it is registered (no foreign key): the table never tells whether an ID exists.
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    throttled    text NOT NULL CHECK (throttled IN ('voter_id', 'client_address')),
+    subject      text NOT NULL,
+    failures     integer NOT NULL CHECK (failures >= 0),
+    locked_until timestamptz NOT NULL,
+    PRIMARY KEY (throttled, subject)
+);
 """
 
-ELECTION_TABLES = ("votes", "voters", "candidates")  # in the order they can be dropped
+ELECTION_TABLES = ("sign_in_failures", "votes", "voters", "candidates")  # in the order they can be dropped
 
 
 def create_schema(connection: psycopg2.extensions.connection, schema: str) -> None:
@@ -286,3 +297,73 @@ def find_voter(connection: psycopg2.extensions.connection, voter_id: str,
         cursor.execute("SELECT voter_id, voter_name, votes.voting_time FROM voters LEFT JOIN votes USING (voter_id) "
                        "WHERE voter_id = %s AND registration_number = %s", (voter_id, registration_number))
         return cursor.fetchone()
+
+
+# --- The ballot page's sign-in throttle (``sign_in_failures``; the policy is ``ballot_page``'s). ---
+
+class SignInClaim(NamedTuple):
+    """``claim_sign_in_attempt``'s answer."""
+
+    granted: bool  # the credentials may be checked now
+    wait_s: float  # granted: the wait that stands if they do not match (0: none); refused: the wait still to go
+
+
+# Count one more failure unless the subject is locked; the wait after it is looked up in the policy's table of
+# waits by failure count (its last entry stands for every further failure). One statement: concurrent attempts
+# each add one, in turn, because ON CONFLICT locks the row. No row back: locked, nothing counted. Whether the lock
+# has passed is asked of the clock (clock_timestamp()), not of now(): an attempt that waited for the row began its
+# transaction before the one that set the lock did.
+CLAIM_SIGN_IN_ATTEMPT = """
+INSERT INTO sign_in_failures AS f (throttled, subject, failures, locked_until)
+VALUES (%(throttled)s, %(subject)s, 1, now() + make_interval(secs => (%(waits)s::float8[])[1]))
+ON CONFLICT (throttled, subject) DO UPDATE
+SET failures = f.failures + 1,
+    locked_until = now() + make_interval(
+        secs => (%(waits)s::float8[])[least(f.failures + 1, cardinality(%(waits)s::float8[]))])
+WHERE f.locked_until <= clock_timestamp()
+RETURNING greatest(extract(epoch FROM locked_until - now()), 0)
+"""
+SECONDS_LOCKED = ("SELECT greatest(extract(epoch FROM locked_until - clock_timestamp()), 0) FROM sign_in_failures "
+                  "WHERE throttled = %(throttled)s AND subject = %(subject)s")
+
+
+def claim_sign_in_attempt(connection: psycopg2.extensions.connection, voter_id: str,
+                          voter_id_waits: Sequence[float], client_address: str | None,
+                          client_address_waits: Sequence[float]) -> SignInClaim:
+    """Count a sign-in attempt as a failure of ``voter_id`` (as typed) and of ``client_address`` (if known)
+    *before* its credentials are checked, so that attempts sent in parallel cannot slip through together: each
+    is counted in turn, and those beyond the allowance find the subject locked. A success gives its failure back
+    (``sign_in_succeeded``).
+
+    ``*_waits`` are the seconds to wait after the 1st, 2nd, ... failure in a row (the last one for any further).
+    Refused (``granted`` False) while the voter ID or the address is locked, and then nothing is counted against
+    either. (The address is claimed first, in every transaction, so that two attempts never wait for each other's
+    rows in opposite orders.)"""
+    claims = [("voter_id", voter_id, voter_id_waits)]
+    if client_address is not None:
+        claims.insert(0, ("client_address", client_address, client_address_waits))
+    waits = []
+    with connection, connection.cursor() as cursor:
+        for throttled, subject, waits_by_failures in claims:
+            subject_params = {"throttled": throttled, "subject": subject}
+            cursor.execute(CLAIM_SIGN_IN_ATTEMPT, {**subject_params, "waits": list(waits_by_failures)})
+            claimed = cursor.fetchone()
+            if claimed is None:
+                cursor.execute(SECONDS_LOCKED, subject_params)
+                [locked_for] = cursor.fetchone()
+                connection.rollback()  # a refused attempt counts against neither
+                return SignInClaim(False, float(locked_for))
+            waits.append(float(claimed[0]))
+    return SignInClaim(True, max(waits))
+
+
+def sign_in_succeeded(connection: psycopg2.extensions.connection, voter_id: str, client_address: str | None) -> None:
+    """After a successful sign-in: the voter ID's failures start again from zero, and the address gets back the
+    failure ``claim_sign_in_attempt`` counted, with no lock of its own (an address keeps its other failures: one
+    registered voter's success must not clear the way for guesses at every other voter ID)."""
+    with connection, connection.cursor() as cursor:
+        cursor.execute("DELETE FROM sign_in_failures WHERE throttled = 'voter_id' AND subject = %s", (voter_id,))
+        if client_address is not None:
+            cursor.execute("UPDATE sign_in_failures SET failures = failures - 1, locked_until = least(locked_until, "
+                           "now()) WHERE throttled = 'client_address' AND subject = %s AND failures > 0",
+                           (client_address,))

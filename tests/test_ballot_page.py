@@ -1,5 +1,6 @@
-"""The "Cast your vote" page, headless (Streamlit's AppTest) against the real stack; its sign-in throttling as pure
-functions. A vote cast in a real browser and counted by the running Spark job: tests/test_demo.py."""
+"""The "Cast your vote" page, headless (Streamlit's AppTest) against the real stack; its sign-in throttling's
+policy as pure functions (the throttle across sessions and addresses: tests/test_sign_in_throttle.py). A vote cast
+in a real browser and counted by the running Spark job: tests/test_demo.py."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from confluent_kafka import Producer
 from streamlit.testing.v1 import AppTest
 
 from realtime_voting import ballot_page, kafka_io, topics
-from realtime_voting.ballot_page import NO_MATCH, SignInAttempts, after_failure, seconds_to_wait, wait_after
+from realtime_voting.ballot_page import NO_MATCH, throttled_address, wait_after, waits_by_failures
 from realtime_voting.dashboard import BALLOT_PAGE
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
+from tests.support.ballot_page import ballot_page_of, sign_in, signed_in, texts, voters
 from tests.support.ports import free_ports
 from tests.support.stages import seed
 
@@ -26,11 +28,6 @@ def seeded(election: Settings) -> Settings:
     """An election of 3 voters and 2 candidates, nobody has voted."""
     seed(election, "--voters", "3", "--candidates", "2")
     return election
-
-
-def voters(election: Settings) -> list[tuple[str, str]]:
-    """(voter_id, registration_number) of every registered voter."""
-    return query(election, "SELECT voter_id, registration_number FROM voters ORDER BY voter_id")
 
 
 def candidates(election: Settings) -> dict[str, str]:
@@ -43,36 +40,12 @@ def published(election: Settings) -> list[tuple[str, str]]:
     return [(message["voter_id"], message["candidate_id"]) for message in messages]
 
 
-def ballot_page_of(app: AppTest) -> AppTest:
-    """A browser session on the ballot page (the app opens on the results page; the first run registers both)."""
-    app.run()
-    app.switch_page(BALLOT_PAGE).run()
-    assert not app.exception, app.exception
-    return app
-
-
-def sign_in(app: AppTest, voter_id: str, registration_number: str) -> AppTest:
-    app.text_input(key="sign_in_voter_id").input(voter_id)
-    app.text_input(key="sign_in_registration_number").input(registration_number)
-    app.button(key="sign_in_submit").click().run()
-    assert not app.exception, app.exception
-    return app
-
-
 def cast(app: AppTest, candidate_id: str) -> AppTest:
     app.radio(key="ballot_choice").set_value(candidate_id)
     app.checkbox(key="ballot_confirmed").check()
     app.button(key="ballot_submit").click().run()
     assert not app.exception, app.exception
     return app
-
-
-def texts(elements) -> list[str]:
-    return [element.value for element in elements]
-
-
-def signed_in(app: AppTest) -> bool:
-    return any(text.startswith("Signed in as") for text in texts(app.markdown))
 
 
 def test_a_signed_in_voter_sees_the_candidates_and_casts_a_vote_that_is_stored_and_published(seeded, streamlit_app):
@@ -206,19 +179,30 @@ def test_unreachable_kafka_is_named_when_casting_and_nothing_is_stored(seeded, s
     assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]
 
 
-# --- Sign-in throttling, as pure functions of the failures and the clock. ---
+# --- Sign-in throttling's policy, as pure functions of the failures. ---
 
-def test_a_session_waits_after_three_failures_twice_as_long_after_each_more_up_to_five_minutes():
+def test_a_voter_id_waits_after_three_failures_twice_as_long_after_each_more_up_to_five_minutes():
     assert [wait_after(failures) for failures in range(1, 11)] == [0, 0, 5, 10, 20, 40, 80, 160, 300, 300]
 
 
-def test_failures_count_up_and_the_wait_runs_from_the_last_one():
-    attempts = SignInAttempts()
-    for now in (100.0, 101.0):
-        attempts = after_failure(attempts, now)
-        assert seconds_to_wait(attempts, now) == 0
-    attempts = after_failure(attempts, 102.0)
-    assert attempts.failures == 3
-    assert seconds_to_wait(attempts, 104.0) == 3.0
-    assert seconds_to_wait(attempts, 107.0) == 0
-    assert seconds_to_wait(after_failure(attempts, 107.0), 107.0) == 10.0
+def test_an_address_waits_only_after_thirty_failures_and_then_as_a_voter_id_does():
+    assert [wait_after(failures, 30) for failures in (1, 29, 30, 31, 36, 37)] == [0, 0, 5, 10, 300, 300]
+
+
+def test_the_database_looks_waits_up_in_a_table_that_ends_at_the_longest_wait():
+    assert waits_by_failures(3) == [0, 0, 5, 10, 20, 40, 80, 160, 300]
+    assert waits_by_failures(30) == [wait_after(failures, 30) for failures in range(1, 37)]
+
+
+def test_the_table_of_waits_ends_even_when_the_waits_never_reach_the_longest(monkeypatch):
+    monkeypatch.setattr(ballot_page, "FIRST_WAIT_S", 0.0)
+    assert waits_by_failures(3) == [0.0] * (3 + 64)
+
+
+@pytest.mark.parametrize(("address", "throttled"), [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),  # a guesser has the whole /64
+    ("::ffff:203.0.113.7", "203.0.113.7"),  # an IPv4 client on an IPv6 socket
+])
+def test_a_client_address_is_throttled_by_what_one_subscriber_has(address, throttled):
+    assert throttled_address(address) == throttled
