@@ -11,6 +11,7 @@ Fixture modules, registered in ``tests/conftest.py`` with ``pytest_plugins``:
 - ``apps``: the Streamlit app, headless (``streamlit_app``), with what it caches released after each test.
 
 Plain helpers, imported by the tests: ``ports`` (free ports), ``stages`` (the pipeline's scripts run as a user
-runs them), ``browser`` (headless Chromium). The project's own helpers are used as they are:
+runs them), ``browser`` (headless Chromium), ``ballot_page`` (the ballot page in AppTest: signing in, reading
+its texts). The project's own helpers are used as they are:
 ``realtime_voting.waiting.until``, ``kafka_io.read_to_end``, ``db.query``, ``elections``, ``processes``.
 """
