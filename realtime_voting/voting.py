@@ -9,10 +9,11 @@ Exactly once, whatever happens (SIGKILL at any instant, the broker or PostgreSQL
 published twice):
 
 - The ``votes`` primary key on ``voter_id`` is the arbiter: a voter's first stored vote is their vote.
-- The consumer's offsets are stored only after the batch's votes are committed to PostgreSQL *and*
-  acknowledged by the broker (``enable.auto.offset.store=False``, ``store_offsets`` at the end of a batch;
-  the background auto-commit then commits what was stored). A crash replays at most the batches whose offsets
-  were not committed, and a replayed voter finds their stored vote and republishes that same vote.
+- The consumer's offsets are committed only after the batch's votes are committed to PostgreSQL *and*
+  acknowledged by the broker: at the end of each batch, synchronously, for the partitions this process holds
+  then (``FinishedOffsets``; no background auto-commit, which would lag up to 5 s behind). A crash, a broker
+  restart or a rebalance replays at most the batches in hand (read but not finished), and a replayed voter
+  finds their stored vote and republishes that same vote.
 - Kafka transactions are not needed for this: the database, not Kafka, decides what the vote is, and the
   output is idempotent by key. The counting stage deduplicates ``votes_topic`` by ``voter_id``.
 
@@ -24,9 +25,10 @@ A voter who stays home has no vote stored and can vote on the ballot page.
 
 The loop, batch by batch, as small steps (``VotingStage._vote``): consume voters; ``prepare_batch`` turns them
 into ballots and dead letters; the ballot-box thread stores the ballots (``BallotBox.store``) while the loop
-publishes the batch before (``BallotBox.publish``, the dead letters) and then stores that batch's offsets
-(``next_offsets``). While PostgreSQL or the broker is down the batch in hand is retried, never skipped, after a
-pause of 0.5 s doubling to 10 s (``Backoff``), reconnecting to PostgreSQL; each failed attempt is logged.
+publishes the batch before (``BallotBox.publish``, the dead letters) and then commits that batch's offsets
+(``next_offsets``, ``FinishedOffsets``). While PostgreSQL or the broker is down the batch in hand is retried,
+never skipped, after a pause of 0.5 s doubling to 10 s (``Backoff``), reconnecting to PostgreSQL; each failed
+attempt is logged.
 The consumer, the producer and the connection are closed on every way out, Ctrl-C and SIGTERM included.
 
 Bad input never stops the stage: a message that is not JSON, has no usable ``voter_id`` or names a voter who
@@ -43,7 +45,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -238,6 +240,52 @@ def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(topic, partition, offset) for (topic, partition), offset in after_last.items()]
 
 
+class FinishedOffsets:
+    """The offsets of the finished batches that the group has not committed yet: per partition, the one after the
+    last finished message.
+
+    They are committed for the partitions this consumer holds at that moment, the rule librdkafka applies to
+    stored offsets too. A partition it no longer holds (a rebalance gave it to another member, or the session
+    ran out while the broker was away) is dropped: its next holder, maybe this consumer again, starts from the
+    group's last commit and replays the batches after it, which is harmless (a replayed voter republishes their
+    stored vote). A commit that failed leaves its offsets here, to go with the next batch's.
+    """
+
+    def __init__(self) -> None:
+        self.uncommitted: dict[tuple[str, int], int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.uncommitted)
+
+    def finished(self, offsets: Iterable[TopicPartition]) -> None:
+        for offset in offsets:
+            self.uncommitted[(offset.topic, offset.partition)] = offset.offset
+
+    def to_commit(self, held: Iterable[TopicPartition]) -> tuple[list[TopicPartition], list[TopicPartition]]:
+        """(the offsets to commit: those of the partitions ``held``; the others, dropped from here)."""
+        held_keys = {(partition.topic, partition.partition) for partition in held}
+        to_commit, dropped = [], []
+        for (topic, partition), offset in list(self.uncommitted.items()):
+            if (topic, partition) in held_keys:
+                to_commit.append(TopicPartition(topic, partition, offset))
+            else:
+                dropped.append(TopicPartition(topic, partition, offset))
+                del self.uncommitted[(topic, partition)]
+        return to_commit, dropped
+
+    def committed(self, results: Iterable[TopicPartition]) -> None:
+        """Forget what the coordinator committed (a partition's error in ``results`` keeps its offset here)."""
+        for result in results:
+            key = (result.topic, result.partition)
+            if result.error is None and self.uncommitted.get(key) == result.offset:
+                del self.uncommitted[key]
+
+
+def partitions_named(offsets: Iterable[TopicPartition]) -> str:
+    """``voters_topic[0] at 42, voters_topic[2] at 7``, for the log."""
+    return ", ".join(f"{offset.topic}[{offset.partition}] at {offset.offset}" for offset in offsets)
+
+
 # --- Retrying while PostgreSQL or the broker is down. ---
 
 class Backoff:
@@ -265,7 +313,7 @@ def retry(action: Callable[[], T], stop: threading.Event, *,
     """``action()``'s value, trying again (with a ``Backoff``, each attempt logged) as long as PostgreSQL or the
     broker fails it; ``None`` if ``stop`` is set meanwhile. Any other error is a bug and is raised.
 
-    The batch in hand is retried as it is, never skipped: its offsets are not stored until it succeeds.
+    The batch in hand is retried as it is, never skipped: its offsets are not committed until it succeeds.
     """
     backoff = Backoff()
     while True:
@@ -308,10 +356,14 @@ class Clients:
 @contextlib.contextmanager
 def opened_clients(settings: Settings) -> Iterator[Clients]:
     """The stage's clients, each closed on the way out whatever happens (also when a later one fails to open):
-    the connection closed, the producer flushed, then the consumer closed, which commits the offsets stored
-    and leaves the group at once, so that another process takes its partitions over without waiting."""
+    the connection closed, the producer flushed, then the consumer closed, which leaves the group at once, so
+    that another process takes its partitions over without waiting."""
     with contextlib.ExitStack() as closing:
-        consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP)))
+        # The stage commits each finished batch's offsets itself (VotingStage._commit_finished), at once: the
+        # background auto-commit, every 5 s, would leave up to 5 s of finished batches to replay after a lost
+        # session or a crash.
+        consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP),
+                                                     **{"enable.auto.commit": False}))
         closing.callback(consumer.close)
         producer = Producer(kafka_io.producer_config(settings))
         closing.callback(producer.flush, 30)
@@ -344,6 +396,7 @@ class VotingStage:
         self.turnout_salt = options.seed if options.seed is not None else self.rng.getrandbits(64)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTERS)
         self.progress = Progress()
+        self.offsets = FinishedOffsets()
         self.clients: Clients  # opened by run
         self.ballot_box: BallotBox
 
@@ -364,7 +417,7 @@ class VotingStage:
         """The consume loop: read a batch, hand it to the ballot-box thread, finish the batch handed over before.
 
         Batch N is stored (PostgreSQL's work: psycopg2 lets go of the GIL) while this thread finishes batch N-1
-        and reads batch N+1. Each batch is still stored, then published, then its offsets stored, in the order
+        and reads batch N+1. Each batch is still stored, then published, then its offsets committed, in the order
         the batches were read.
         """
         # --exit-on-idle counts from the moment partitions are assigned: joining the group takes a moment.
@@ -387,7 +440,7 @@ class VotingStage:
                 last_voter_at = now
             stored = ballot_box_thread.hand_over(batch)
             if stored is not None and not self._finish(*stored):
-                # Stopping mid-retry: neither this batch's offsets nor a later one's are stored, so both are
+                # Stopping mid-retry: neither this batch's offsets nor a later one's are committed, so both are
                 # replayed on restart (a replayed voter republishes their stored vote).
                 return
             if not allowed:
@@ -400,6 +453,8 @@ class VotingStage:
         stored = ballot_box_thread.hand_over(None)  # the batch read last, unless stopping mid-retry
         if stored is not None:
             self._finish(*stored)
+        if self.offsets:
+            self._commit_finished()  # a commit that failed, tried once more before the consumer closes
 
     def _store(self, batch: Batch) -> StoredBatch | None:
         """The ballot-box thread's part: store the batch's votes, reconnecting and retrying while PostgreSQL is
@@ -412,8 +467,8 @@ class VotingStage:
         return retry(store, self.stop, after_postgres_failure=self.clients.drop_connection)
 
     def _finish(self, batch: Batch, stored: StoredBatch | None) -> bool:
-        """Publish a stored batch's votes and dead letters, then store its offsets. False if asked to stop before
-        the broker acknowledged them: the offsets stay unstored and the batch is replayed on restart."""
+        """Publish a stored batch's votes and dead letters, then commit its offsets. False if asked to stop before
+        the broker acknowledged them: the offsets stay uncommitted and the batch is replayed on restart."""
         if stored is None or retry(lambda: self.ballot_box.publish(stored), self.stop) is None:
             return False
         dead_letters = dead_letters_of(batch, stored)
@@ -425,17 +480,32 @@ class VotingStage:
             logger.warning("rejected %d message(s) to %s, e.g. %s", len(dead_letters), self.dead_letter_topic,
                            dict(dead_letters[0][2])["dlq.reason"].decode())
         self.progress.count(stored.results, rejected=len(dead_letters))
-        self._store_offsets(batch.messages)
+        self.offsets.finished(next_offsets(batch.messages))
+        self._commit_finished()
         return True
 
-    def _store_offsets(self, messages: list[Message]) -> None:
-        """Mark the batch done: the background auto-commit commits the offsets stored here."""
+    def _commit_finished(self) -> None:
+        """Commit the finished batches' offsets of the partitions this consumer holds now, and wait for the group
+        coordinator's answer (a round trip per batch, while the ballot-box thread stores the next one).
+
+        So what a broker restart, a rebalance or a crash replays is only the batches in hand, not the batches
+        finished since the last background commit. A commit that fails (the group is rebalancing) is retried
+        with the next batch's: meanwhile a restart replays a few more batches, harmlessly.
+        """
+        to_commit, dropped = self.offsets.to_commit(self.clients.consumer.assignment())
+        if dropped:
+            logger.info("finished batches not committed for %s: the partitions are no longer this process's "
+                        "(a rebalance, or a session lost while the broker was away); whoever holds them next "
+                        "replays them from the group's last commit", partitions_named(dropped))
+        if not to_commit:
+            return
         try:
-            self.clients.consumer.store_offsets(offsets=next_offsets(messages))
+            committed = self.clients.consumer.commit(offsets=to_commit, asynchronous=False)
         except KafkaException as error:
-            # After a rebalance the partition may belong to another process, which replays these messages;
-            # replaying is harmless (see the module docstring), so this is not an error.
-            logger.info("offsets not stored (%s): another member will replay them", error)
+            logger.info("offsets not committed yet for %s (%s): retried with the next batch",
+                        partitions_named(to_commit), error.args[0].str())
+            return
+        self.offsets.committed(committed)
 
 
 def main(argv: list[str] | None = None) -> int:

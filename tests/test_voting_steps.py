@@ -5,10 +5,11 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import replace
+from types import SimpleNamespace
 
 import psycopg2
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from realtime_voting import kafka_io, topics, voting
 from realtime_voting.ballot_box import Ballot, CastResult, StoredBatch
@@ -19,6 +20,7 @@ from realtime_voting.voting import (
     Backoff,
     BadOption,
     CandidateChooser,
+    FinishedOffsets,
     Progress,
     VotingOptions,
     VotingStage,
@@ -206,18 +208,37 @@ def test_the_stage_is_built_without_touching_any_service_and_refuses_a_bad_turno
 
 
 class StandInConsumer:
-    def __init__(self, batches: list[list[StandInMessage]], events: list[str]) -> None:
+    """Holds partitions 0-2 of the voters topic; ``losing_at``: the ``consume`` call (1 for the first) from which it
+    holds none, as when its session ran out while the broker was away; ``failing_commits``: how many commits
+    fail first, as while the group rebalances."""
+
+    def __init__(self, batches: list[list[StandInMessage]], events: list[str], *, losing_at: int | None = None,
+                 failing_commits: int = 0) -> None:
         self.batches, self.events = batches, events
+        self.losing_at, self.failing_commits = losing_at, failing_commits
+        self.held = [TopicPartition(VOTERS_TOPIC, number) for number in range(3)]
+        self.consumed = 0
         self.closed = False
 
     def subscribe(self, topics, on_assign) -> None:
         on_assign(self, [])
 
     def consume(self, num_messages: int, timeout: float) -> list[StandInMessage]:
+        self.consumed += 1
+        if self.consumed == self.losing_at:
+            self.held = []
         return self.batches.pop(0) if self.batches else []
 
-    def store_offsets(self, offsets: list[TopicPartition]) -> None:
-        self.events.append(f"offsets {[tp.offset for tp in offsets]}")
+    def assignment(self) -> list[TopicPartition]:
+        return list(self.held)
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        assert not asynchronous, "offsets are committed before the next batch is finished"
+        if self.failing_commits:
+            self.failing_commits -= 1
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        self.events.append(f"offsets {sorted((tp.partition, tp.offset) for tp in offsets)}")
+        return offsets
 
     def close(self) -> None:
         self.closed = True
@@ -283,10 +304,11 @@ class StandInBallotBox:
 
 
 def run_stage(monkeypatch, batches: list[list[StandInMessage]], *, publish_failures: int = 0,
-              stop: threading.Event | None = None) -> tuple[list[str], VotingStage]:
+              stop: threading.Event | None = None, **consumer_faults: int) -> tuple[list[str], VotingStage]:
     """Run the stage's loop on stand-in clients until it is idle; the order of what happened, and the stage."""
     events: list[str] = []
-    consumer, producer, connection = StandInConsumer(batches, events), StandInProducer(), StandInConnection()
+    consumer = StandInConsumer(batches, events, **consumer_faults)
+    producer, connection = StandInProducer(), StandInConnection()
     monkeypatch.setattr(voting, "Consumer", lambda config: consumer)
     monkeypatch.setattr(voting, "Producer", lambda config: producer)
     monkeypatch.setattr(voting.db, "connect", lambda settings: connection)
@@ -299,16 +321,59 @@ def run_stage(monkeypatch, batches: list[list[StandInMessage]], *, publish_failu
     return events, stage
 
 
-def test_each_batch_is_stored_then_published_then_its_offsets_stored_in_order(monkeypatch):
+def test_each_batch_is_stored_then_published_then_its_offsets_committed_in_order(monkeypatch):
     events, stage = run_stage(monkeypatch, [[voter("a", 0), voter("b", 1)], [voter("c", 2)]])
-    assert events.index("stored ['a', 'b']") < events.index("published ['a', 'b']") < events.index("offsets [2]")
-    assert events.index("offsets [2]") < events.index("published ['c']") < events.index("offsets [3]")
+    assert (events.index("stored ['a', 'b']") < events.index("published ['a', 'b']")
+            < events.index("offsets [(0, 2)]"))
+    assert events.index("offsets [(0, 2)]") < events.index("published ['c']") < events.index("offsets [(0, 3)]")
     assert stage.progress.votes_cast == 3
 
 
 def test_offsets_wait_for_a_publication_that_failed_until_it_is_retried(monkeypatch):
     events, _ = run_stage(monkeypatch, [[voter("a", 0)]], publish_failures=2)
-    assert events == ["stored ['a']", "published ['a']", "offsets [1]"]
+    assert events == ["stored ['a']", "published ['a']", "offsets [(0, 1)]"]
+
+
+def test_a_commit_that_failed_goes_with_the_next_batchs(monkeypatch):
+    events, stage = run_stage(monkeypatch, [[voter("a", 0, partition=0)], [voter("b", 0, partition=1)]],
+                              failing_commits=1)
+    assert [event for event in events if event.startswith("offsets")] == ["offsets [(0, 1), (1, 1)]"]
+    assert not stage.offsets
+
+
+def test_a_batch_finished_after_its_partitions_were_lost_commits_nothing(monkeypatch, caplog):
+    # The first batch is finished while the partitions are held; the second one after the session ran out (the
+    # third consume), so its partition's next holder replays it from the first batch's commit.
+    events, stage = run_stage(monkeypatch, [[voter("a", 0)], [voter("b", 1)]], losing_at=3)
+    assert [event for event in events if event.startswith(("published", "offsets"))] == [
+        "published ['a']", "offsets [(0, 1)]", "published ['b']"]
+    assert not stage.offsets
+    assert f"finished batches not committed for {VOTERS_TOPIC}[0] at 2" in caplog.text
+
+
+def test_finished_offsets_are_committed_for_the_partitions_held_and_dropped_for_the_others():
+    offsets = FinishedOffsets()
+    offsets.finished(next_offsets([voter("a", 7, partition=0), voter("b", 9, partition=1)]))
+    offsets.finished(next_offsets([voter("c", 8, partition=0)]))  # a later batch: its offset replaces the first
+    to_commit, dropped = offsets.to_commit([TopicPartition(VOTERS_TOPIC, 0), TopicPartition(VOTERS_TOPIC, 2)])
+    assert [(tp.partition, tp.offset) for tp in to_commit] == [(0, 9)]
+    assert [(tp.partition, tp.offset) for tp in dropped] == [(1, 10)]
+    # Until the commit is answered partition 0's offset stays; partition 1's was dropped for good.
+    again, dropped_again = offsets.to_commit([TopicPartition(VOTERS_TOPIC, 0), TopicPartition(VOTERS_TOPIC, 1)])
+    assert ([(tp.partition, tp.offset) for tp in again], dropped_again) == ([(0, 9)], [])
+    offsets.committed(to_commit)
+    assert not offsets
+
+
+def test_a_commit_forgets_only_the_offsets_it_committed():
+    offsets = FinishedOffsets()
+    offsets.finished([TopicPartition(VOTERS_TOPIC, 0, 5), TopicPartition(VOTERS_TOPIC, 1, 3)])
+    # What a commit returns for a partition it could not commit (TopicPartition.error is read-only).
+    failed = SimpleNamespace(topic=VOTERS_TOPIC, partition=1, offset=3,
+                             error=KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+    offsets.finished([TopicPartition(VOTERS_TOPIC, 0, 6)])  # finished while the commit of offset 5 was on its way
+    offsets.committed([TopicPartition(VOTERS_TOPIC, 0, 5), failed])
+    assert offsets.uncommitted == {(VOTERS_TOPIC, 0): 6, (VOTERS_TOPIC, 1): 3}
 
 
 class StoppedDuringTheFirstPause(StopThatNeverWaits):
