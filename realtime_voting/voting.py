@@ -53,7 +53,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, StoredBatch
-from realtime_voting.cli import start_long_running
+from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
@@ -439,7 +439,8 @@ class VotingStage:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voting.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="voting.py", description=__doc__.split("\n")[0],
+                                     parents=[service_wait_option()])
     parser.add_argument("--exit-on-idle", type=float, metavar="SECONDS",
                         help="exit after this many seconds without a new voter (for scripts and tests)")
     parser.add_argument("--weights", default=None, metavar="NAME=WEIGHT,...",
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 1, or VOTING_TURNOUT)")
     args = parser.parse_args(argv)
 
-    started = start_long_running()
+    started = start_long_running(args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started
