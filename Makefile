@@ -73,16 +73,14 @@ demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctr
 # The tests start their own stack under $(TEST_STATE) on free ports (tests/support/services.py), so they never touch
 # services a user is running; the last line stops it even if pytest was interrupted. The browser test is among them:
 # hence Chromium too.
-test: $(RUNTIME) browser ## Run ruff, then the test suite against a real Kafka, PostgreSQL and Spark it starts itself
-	@$(PY) -m ruff check .
+test: $(RUNTIME) browser lint ## Run the linters, then the test suite against a real Kafka, PostgreSQL and Spark
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status
 
 # The markers (pyproject.toml) say what a test needs; the transformation tests' local Spark session stays in (most
 # of the half minute to a minute this takes), the browser tests are all integration or compose tests too.
-test-fast: $(RUNTIME) ## Run ruff, then only the tests that need no Kafka, PostgreSQL or Docker (under a minute)
-	@$(PY) -m ruff check .
+test-fast: $(RUNTIME) lint ## Run the linters, then only the tests that need no Kafka, PostgreSQL or Docker (< 1 min)
 	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
@@ -99,8 +97,12 @@ compose-up: ## Run everything in containers; installs Docker and Compose first i
 compose-down: ## Stop the containers, keeping their data (ARGS=-v deletes the volumes too)
 	@docker compose $(COMPOSE_ENV_FILE) down $(ARGS)
 
-lint: setup ## Check the code with ruff
+# ruff with bandit's security rules (S) among its own (pyproject.toml), and compose-lint on the compose file's
+# security settings, failing at any severity: a finding is fixed in docker-compose.yaml or suppressed for its service,
+# with the reason, in .compose-lint.yml.
+lint: $(VENV)/.installed ## Check the code (ruff, with bandit's security rules) and the compose file (compose-lint)
 	@$(PY) -m ruff check .
+	@$(PY) -m compose_lint --fail-on low --strict-config --skip-suppressed --quiet docker-compose.yaml
 
 clean: down ## Stop everything and delete all runtime state (.local: data, logs, jars)
 	rm -rf $(STATE)
