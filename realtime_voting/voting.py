@@ -77,7 +77,7 @@ class CandidateChooser:
             raise ValueError("there are no candidates to vote for")
         self.candidate_ids = [candidate.candidate_id for candidate in candidates]
         self.weights = parse_weights(weights_spec, candidates)
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - simulated voters' choices, not a secret
 
     def choose(self, count: int) -> list[str]:
         return self.rng.choices(self.candidate_ids, weights=self.weights, k=count)
@@ -339,7 +339,7 @@ class VotingStage:
         self.settings = settings
         self.options = options
         self.stop = stop
-        self.rng = random.Random(options.seed)
+        self.rng = random.Random(options.seed)  # noqa: S311 - simulated voters, reproducible with --seed, not a secret
         self.pacer = Pacer(options.rate)
         self.turnout_salt = options.seed if options.seed is not None else self.rng.getrandbits(64)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTERS)
