@@ -39,17 +39,23 @@ $(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
 	@mvn --quiet --batch-mode -f jvm/pom.xml dependency:copy-dependencies
 	@touch $@
 
+# What running the pipeline needs: the .venv and the jars. Only the browser test needs Chromium, so `up`, `demo`
+# and `bench` never wait for apt (a held apt lock once failed a fresh `make test` at that step).
+RUNTIME := $(VENV)/.installed $(JARS)/.resolved
+
 # Debian's chromium, for the dashboard's browser test; installed when missing and we may (root with apt-get).
-browser:
+# apt waits up to two minutes for a lock that another apt holds (unattended upgrades) instead of failing at once.
+APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120
+browser: ## Install Debian's Chromium for the browser test (needs root; skipped, with a note, without it)
 	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "Installing Debian's chromium for the browser test (apt-get)..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; \
 	else echo "note: no Chromium here and no root to install it: the browser test will be skipped"; fi
 
-setup: $(VENV)/.installed $(JARS)/.resolved browser ## Install everything once: the .venv, the jars, Chromium
+setup: $(RUNTIME) browser ## Install everything once: the .venv, the jars, Chromium
 
-up: setup ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
+up: $(RUNTIME) ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
 	@$(PY) -m realtime_voting.local_stack up
 
 down: ## Stop Kafka and PostgreSQL, keeping their data
@@ -65,17 +71,16 @@ demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctr
 		$(if $(DEMO_TURNOUT),--turnout $(DEMO_TURNOUT)) $(if $(DEMO_KEEP),--keep)
 
 # The tests start their own stack under $(TEST_STATE) on free ports (tests/support/services.py), so they never touch
-# services a user is running; the last line stops it even if pytest was interrupted.
-test: setup ## Run ruff, then the test suite against a real Kafka, PostgreSQL and Spark it starts itself
-	@$(PY) -m ruff check .
+# services a user is running; the last line stops it even if pytest was interrupted. The browser test is among them:
+# hence Chromium too.
+test: $(RUNTIME) browser lint ## Run the linters, then the test suite against a real Kafka, PostgreSQL and Spark
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status
 
 # The markers (pyproject.toml) say what a test needs; the transformation tests' local Spark session stays in (most
 # of the half minute to a minute this takes), the browser tests are all integration or compose tests too.
-test-fast: setup ## Run ruff, then only the tests that need no Kafka, PostgreSQL or Docker (under a minute)
-	@$(PY) -m ruff check .
+test-fast: $(RUNTIME) lint ## Run the linters, then only the tests that need no Kafka, PostgreSQL or Docker (< 1 min)
 	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
@@ -92,8 +97,12 @@ compose-up: ## Run everything in containers; installs Docker and Compose first i
 compose-down: ## Stop the containers, keeping their data (ARGS=-v deletes the volumes too)
 	@docker compose $(COMPOSE_ENV_FILE) down $(ARGS)
 
-lint: setup ## Check the code with ruff
+# ruff with bandit's security rules (S) among its own (pyproject.toml), and compose-lint on the compose file's
+# security settings, failing at any severity: a finding is fixed in docker-compose.yaml or suppressed for its service,
+# with the reason, in .compose-lint.yml.
+lint: $(VENV)/.installed ## Check the code (ruff, with bandit's security rules) and the compose file (compose-lint)
 	@$(PY) -m ruff check .
+	@$(PY) -m compose_lint --fail-on low --strict-config --skip-suppressed --quiet docker-compose.yaml
 
 clean: down ## Stop everything and delete all runtime state (.local: data, logs, jars)
 	rm -rf $(STATE)

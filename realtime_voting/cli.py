@@ -1,7 +1,9 @@
-"""What every command shares: logging configured once, and one stop event set by Ctrl-C or SIGTERM."""
+"""What every command shares: logging configured once, one stop event set by Ctrl-C or SIGTERM, and the wait for
+Kafka and PostgreSQL at start (``--wait-for-services``)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import sys
@@ -11,6 +13,17 @@ from realtime_voting import db, kafka_io
 from realtime_voting.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Long enough for `make up` started a moment before (or a compose service restarting) to answer.
+SERVICE_WAIT_S = 30.0
+
+
+def service_wait_option() -> argparse.ArgumentParser:
+    """The ``--wait-for-services SECONDS`` option of every stage, as a parent parser (``parents=[...]``)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--wait-for-services", type=float, default=SERVICE_WAIT_S, metavar="SECONDS",
+                        help="how long to wait for Kafka, then for PostgreSQL, at start before giving up "
+                             f"(default {SERVICE_WAIT_S:g})")
+    return parser
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -37,8 +50,9 @@ def install_stop_event() -> threading.Event:
     return stop
 
 
-def services_ready(settings: Settings, timeout_s: float = 30.0) -> bool:
-    """Wait for Kafka and PostgreSQL; if either stays unreachable, say which and where, and return False."""
+def services_ready(settings: Settings, timeout_s: float = SERVICE_WAIT_S) -> bool:
+    """Wait for Kafka and PostgreSQL; if either stays unreachable, say which, where and which variables say so (one
+    line on stderr), and return False."""
     try:
         kafka_io.wait_for_kafka(settings, timeout_s=timeout_s)
         db.wait_for_postgres(settings, timeout_s=timeout_s)
@@ -48,7 +62,7 @@ def services_ready(settings: Settings, timeout_s: float = 30.0) -> bool:
     return True
 
 
-def start_long_running(timeout_s: float = 30.0) -> tuple[Settings, threading.Event] | None:
+def start_long_running(timeout_s: float = SERVICE_WAIT_S) -> tuple[Settings, threading.Event] | None:
     """What every long-running command does first: logging, settings, the stop event, and waiting for Kafka
     and PostgreSQL. ``None`` (after saying what is unreachable) when they do not answer in time."""
     configure_logging()

@@ -32,7 +32,7 @@ UndefinedTable = psycopg2.errors.UndefinedTable  # the election's tables do not 
 
 
 class PostgresUnavailable(RuntimeError):
-    """PostgreSQL did not accept a connection in time; the message says where it was looked for."""
+    """PostgreSQL did not accept a connection in time; the message says where, and which variables say so."""
 
 
 def connect(
@@ -97,8 +97,8 @@ def wait_for_postgres(
                       what=f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port}")
     except waiting.TimedOut:
         raise PostgresUnavailable(
-            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
-            f"(database {dbname or settings.postgres_db!r}) is not reachable after {len(attempts)} attempts: "
+            f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} (POSTGRES_HOST/POSTGRES_PORT), "
+            f"database {dbname or settings.postgres_db!r}, is not reachable after {len(attempts)} attempts: "
             f"{attempts[-1]}. {hint or 'Is `make up` running? See `make status`.'}"
         ) from None
 

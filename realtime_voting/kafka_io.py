@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 class KafkaUnavailable(RuntimeError):
-    """The broker did not answer in time; the message says where it was looked for."""
+    """The broker did not answer in time; the message says where, and which variable says so."""
 
 
 def admin_client(settings: Settings) -> AdminClient:
@@ -82,7 +82,7 @@ def wait_for_kafka(settings: Settings, *, timeout_s: float = 30.0, hint: str = "
         waiting.until(answers, timeout_s=timeout_s, what=f"Kafka at {settings.kafka_bootstrap_servers}")
     except waiting.TimedOut:
         raise KafkaUnavailable(
-            f"Kafka at {settings.kafka_bootstrap_servers} is not reachable ({last_error}). "
+            f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable ({last_error}). "
             f"{hint or 'Is `make up` running? See `make status`.'}"
         ) from None
 

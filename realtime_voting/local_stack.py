@@ -55,7 +55,7 @@ KAFKA_HEAP = ["-Xms256m", "-Xmx1g"]
 STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 EXTERNAL_PORT = 9094  # a served broker's listener for clients outside its network (the host), see serve
-EVERY_HOST_WITH_PASSWORD = "host all all all scram-sha-256"
+EVERY_HOST_WITH_PASSWORD = "host all all all scram-sha-256"  # noqa: S105 - a pg_hba.conf rule (a password is required), not a password
 # The names PostgreSQL's certificate is issued for: this machine, and its service's name in docker-compose.yaml.
 POSTGRES_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "postgres")
 # The server's certificate and key are PostgreSQL's default ssl_cert_file and ssl_key_file (in its data folder), so
@@ -241,7 +241,7 @@ class KafkaBroker:
         while cluster_id.startswith("-"):
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, cluster_id)
-        result = subprocess.run(
+        result = subprocess.run(  # noqa: S603 - Kafka's storage tool, with the stack's own paths
             self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
                        "-c", str(self.config_file), "--ignore-formatted"),
             capture_output=True, text=True, check=False,
@@ -268,7 +268,7 @@ class KafkaBroker:
         self._write_config()
         self._format_storage_once()
         with self.stdout_file.open("ab") as stdout:
-            process = subprocess.Popen(
+            process = subprocess.Popen(  # noqa: S603 - the broker, with the stack's own paths
                 self._java("kafka.Kafka", str(self.config_file)),
                 stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # survives the `make up` that started it; Ctrl-C there does not reach it
@@ -297,7 +297,7 @@ class KafkaBroker:
         self._write_config(external, console=True)
         self._format_storage_once()
         command = self._java("kafka.Kafka", str(self.config_file))
-        os.execv(command[0], command)
+        os.execv(command[0], command)  # noqa: S606 - becomes the broker, with the stack's own paths
 
     def stop(self) -> str:
         pid = self.pid()
@@ -353,7 +353,7 @@ class PostgresServer:
             pwd.getpwnam(self.OS_USER_WHEN_ROOT)
         except KeyError:
             logger.info("creating system user %r to run PostgreSQL (it refuses to run as root)", self.OS_USER_WHEN_ROOT)
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",  # noqa: S603, S607 - useradd from PATH (root only), a fixed user name
                             self.OS_USER_WHEN_ROOT], check=True)
         return self.OS_USER_WHEN_ROOT
 
@@ -379,7 +379,7 @@ class PostgresServer:
         user = self._os_user()
         # As root, drop to the server's user *and* its groups: root's group would otherwise decide access.
         as_user = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
-        return subprocess.run(
+        return subprocess.run(  # noqa: S603 - PostgreSQL's own programs, with the stack's own paths
             [str(self.bin_dir() / args[0]), *args[1:]],
             capture_output=True, text=True, check=False, env={**os.environ, "LC_ALL": "C"}, **as_user,
         )
@@ -530,7 +530,7 @@ class PostgresServer:
             logger.info("serving TLS with a certificate of the CA %s",
                         certificates.authority_certificate_file(self.settings.tls_dir))
         postgres = str(self.bin_dir() / "postgres")
-        os.execv(postgres, [postgres, "-D", str(self.data_dir), "-c", "listen_addresses=*", "-p", port,
+        os.execv(postgres, [postgres, "-D", str(self.data_dir), "-c", "listen_addresses=*", "-p", port,  # noqa: S606 - becomes PostgreSQL, with the stack's own paths
                             "-k", str(self.socket_dir), *tls])
 
     def stop(self) -> str:

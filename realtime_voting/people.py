@@ -122,7 +122,7 @@ class OfflineSource:
     def __init__(self, seed: int = 0, *, today: date | None = None) -> None:
         faker = Faker("en_GB")
         faker.seed_instance(seed)
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # noqa: S311 - made-up people, reproducible from the seed, not a secret
         self.today = today or date.today()
         pool = range(self.POOL_SIZE)
         self.first_names = {"female": [faker.first_name_female() for _ in pool],

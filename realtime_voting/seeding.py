@@ -28,7 +28,7 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 from realtime_voting import db, kafka_io, people, topics
-from realtime_voting.cli import configure_logging, services_ready
+from realtime_voting.cli import configure_logging, service_wait_option, services_ready
 from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import PARTIES, Voter
 from realtime_voting.settings import Settings
@@ -44,7 +44,8 @@ def batched(iterable, size: int) -> Iterator[list]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="main.py", description=__doc__.split("\n")[0],
+                                     parents=[service_wait_option()])
     parser.add_argument("--voters", type=int, default=1000, help="voters the election has (default 1000)")
     parser.add_argument("--candidates", type=int, default=3, help="candidates standing (default 3)")
     parser.add_argument("--parties", default=",".join(PARTIES),
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     settings = Settings.from_env()
-    if not services_ready(settings):
+    if not services_ready(settings, args.wait_for_services):
         return 1
     if args.reset and not confirm_reset(settings, args.yes):
         print("Nothing was reset.", file=sys.stderr)

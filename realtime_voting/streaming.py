@@ -49,7 +49,7 @@ from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from realtime_voting import db, topics
-from realtime_voting.cli import start_long_running
+from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
@@ -304,11 +304,12 @@ def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spark_streaming.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="spark_streaming.py", description=__doc__.split("\n")[0],
+                                     parents=[service_wait_option()])
     parser.add_argument("--available-now", action="store_true",
                         help="count everything available on votes_topic, then exit (for scripts and tests)")
     args = parser.parse_args(argv)
-    started = start_long_running()
+    started = start_long_running(args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started

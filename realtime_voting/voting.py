@@ -55,7 +55,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, StoredBatch
-from realtime_voting.cli import start_long_running
+from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.overlapped import StoredBehind
 from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
 from realtime_voting.settings import Settings
@@ -79,7 +79,7 @@ class CandidateChooser:
             raise ValueError("there are no candidates to vote for")
         self.candidate_ids = [candidate.candidate_id for candidate in candidates]
         self.weights = parse_weights(weights_spec, candidates)
-        self.rng = rng or random.Random()
+        self.rng = rng or random.Random()  # noqa: S311 - simulated voters' choices, not a secret
 
     def choose(self, count: int) -> list[str]:
         return self.rng.choices(self.candidate_ids, weights=self.weights, k=count)
@@ -391,7 +391,7 @@ class VotingStage:
         self.settings = settings
         self.options = options
         self.stop = stop
-        self.rng = random.Random(options.seed)
+        self.rng = random.Random(options.seed)  # noqa: S311 - simulated voters, reproducible with --seed, not a secret
         self.pacer = Pacer(options.rate)
         self.turnout_salt = options.seed if options.seed is not None else self.rng.getrandbits(64)
         self.dead_letter_topic = settings.topic(topics.DEAD_LETTERS)
@@ -509,7 +509,8 @@ class VotingStage:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="voting.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="voting.py", description=__doc__.split("\n")[0],
+                                     parents=[service_wait_option()])
     parser.add_argument("--exit-on-idle", type=float, metavar="SECONDS",
                         help="exit after this many seconds without a new voter (for scripts and tests)")
     parser.add_argument("--weights", default=None, metavar="NAME=WEIGHT,...",
@@ -525,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 1, or VOTING_TURNOUT)")
     args = parser.parse_args(argv)
 
-    started = start_long_running()
+    started = start_long_running(args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started

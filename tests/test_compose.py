@@ -63,7 +63,7 @@ class ComposeStack:
 
     def run(self, command: list[str], timeout_s: float) -> str:
         try:
-            result = subprocess.run(command, cwd=REPO_ROOT, env=self.environment, capture_output=True, text=True,
+            result = subprocess.run(command, cwd=REPO_ROOT, env=self.environment, capture_output=True, text=True,  # noqa: S603 - docker and make, with the test's own arguments
                                     timeout=timeout_s, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as error:
             pytest.fail(f"`{' '.join(command)}` did not finish within {timeout_s:.0f}s\n{self.logs()}"
@@ -75,7 +75,7 @@ class ComposeStack:
 
     def logs(self, lines: int = 25) -> str:
         """The last log lines of every service, for a failure's message."""
-        result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "logs", "--no-color",
+        result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "logs", "--no-color",  # noqa: S603, S607 - docker from PATH, with the test's own arguments
                                  "--tail", str(lines), *SERVICES], cwd=REPO_ROOT, env=self.environment,
                                 capture_output=True, text=True, timeout=60)
         return f"--- last {lines} log lines of each service ---\n{result.stdout[-12000:]}"
@@ -90,7 +90,7 @@ class ComposeStack:
 def docker_and_compose_answer() -> bool:
     """Whether a Docker engine runs and Compose v2 is there (else ``make compose-up`` provides them)."""
     return shutil.which("docker") is not None and all(
-        subprocess.run(command, capture_output=True, timeout=60).returncode == 0
+        subprocess.run(command, capture_output=True, timeout=60).returncode == 0  # noqa: S603 - docker from PATH (which() above), fixed arguments
         for command in (["docker", "info"], ["docker", "compose", "version"]))
 
 
@@ -111,7 +111,7 @@ def stack() -> Iterator[ComposeStack]:
 
 
 def spark_master_state(stack: ComposeStack) -> dict:
-    with urllib.request.urlopen(f"{stack.spark_ui_url}/json/", timeout=5) as response:
+    with urllib.request.urlopen(f"{stack.spark_ui_url}/json/", timeout=5) as response:  # noqa: S310 - http on 127.0.0.1 at the stack's own port
         return json.load(response)
 
 

@@ -11,7 +11,7 @@ def test_defaults_match_the_reference_connection_string():
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap_servers == "localhost:9092"
     assert settings.postgres_dsn == "host=localhost port=5432 dbname=voting user=postgres"
-    assert settings.postgres_password == "postgres"
+    assert settings.postgres_password == "postgres"  # noqa: S105 - the documented default of the local stack, asserted
     assert settings.spark_master == "local[*]"
 
 
