@@ -77,6 +77,12 @@ def query(settings: Settings, statement: str | sql.Composable, params: Sequence 
         return cursor.fetchall() if cursor.description is not None else []
 
 
+def first_line(error: Exception) -> str:
+    """The first line of a driver error (libpq's messages run on with hints), or its type when it says nothing."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def wait_for_postgres(
     settings: Settings, *, timeout_s: float = 30.0, dbname: str | None = None, hint: str = ""
 ) -> None:
@@ -88,7 +94,7 @@ def wait_for_postgres(
             connect(settings, dbname=dbname, connect_timeout=2).close()
             return True
         except psycopg2.OperationalError as error:
-            attempts.append(str(error).strip().splitlines()[0] if str(error).strip() else repr(error))
+            attempts.append(first_line(error))
             logger.debug("waiting for PostgreSQL (attempt %d): %s", len(attempts), attempts[-1])
             return False
 
@@ -105,9 +111,8 @@ def wait_for_postgres(
 
 def unreachable(settings: Settings, error: Exception) -> PostgresUnavailable:
     """What a page says when PostgreSQL cannot be reached: where it was looked for, and the settings that say so."""
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return PostgresUnavailable(f"PostgreSQL at {settings.postgres_host}:{settings.postgres_port} "
-                               f"(POSTGRES_HOST/POSTGRES_PORT) is not reachable: {detail}")
+                               f"(POSTGRES_HOST/POSTGRES_PORT) is not reachable: {first_line(error)}")
 
 
 @contextmanager

@@ -320,7 +320,7 @@ def retry(action: Callable[[], T], stop: threading.Event, *,
         try:
             return action()
         except POSTGRES_DOWN as error:
-            failure = f"PostgreSQL failed ({str(error).strip().splitlines()[0] if str(error).strip() else error!r})"
+            failure = f"PostgreSQL failed ({db.first_line(error)})"
             after_postgres_failure()
         except kafka_io.PublishFailed as error:
             failure = str(error)
