@@ -28,7 +28,7 @@ from datetime import datetime
 
 from bench import BenchFailed, phases, references
 from bench.stages import Stages
-from realtime_voting import elections, waiting
+from realtime_voting import elections, kafka_io, waiting
 from realtime_voting.cli import configure_logging, services_ready
 from realtime_voting.settings import Settings
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     base = Settings.from_env()
-    if not services_ready(base):
+    if not services_ready(base, kafka_io.ADMIN):
         return 1
     logs = base.logs_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
     logs.mkdir(parents=True, exist_ok=True)

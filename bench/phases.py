@@ -84,7 +84,7 @@ def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int, stages:
         with (stages.start(election, "voting", "voting.py", "--batch-size", "200", log="voting"),
               stages.start(election, "spark", "spark_streaming.py", log="spark")):
             # The job is ready once it has counted a first vote; wait for that before the clock starts.
-            producer = Producer(kafka_io.producer_config(election))
+            producer = Producer(kafka_io.producer_config(election, kafka_io.SEEDING))
             voters_topic = election.topic(topics.VOTERS)
             producer.produce(voters_topic, key=voters[0].voter_id, value=voters[0].to_message())
             producer.flush(10)

@@ -99,7 +99,7 @@ def flush_producer(producer: Producer) -> None:
 @st.cache_resource(show_spinner=False, on_release=flush_producer)
 def vote_producer(settings: Settings) -> Producer:
     """One producer per server process (confluent_kafka's Producer is thread-safe), shared by every session."""
-    return Producer(kafka_io.producer_config(settings, **{"message.timeout.ms": PUBLISH_TIMEOUT_MS}))
+    return Producer(kafka_io.producer_config(settings, kafka_io.VOTING, **{"message.timeout.ms": PUBLISH_TIMEOUT_MS}))
 
 
 @st.cache_data(ttl=30, show_spinner=False)

@@ -50,11 +50,11 @@ def install_stop_event() -> threading.Event:
     return stop
 
 
-def services_ready(settings: Settings, timeout_s: float = SERVICE_WAIT_S) -> bool:
-    """Wait for Kafka and PostgreSQL; if either stays unreachable, say which, where and which variables say so (one
-    line on stderr), and return False."""
+def services_ready(settings: Settings, principal: str, timeout_s: float = SERVICE_WAIT_S) -> bool:
+    """Wait for Kafka (to answer ``principal``) and PostgreSQL; if either stays unreachable, say which, where and
+    which variables say so (one line on stderr), and return False."""
     try:
-        kafka_io.wait_for_kafka(settings, timeout_s=timeout_s)
+        kafka_io.wait_for_kafka(settings, principal, timeout_s=timeout_s)
         db.wait_for_postgres(settings, timeout_s=timeout_s)
     except (kafka_io.KafkaUnavailable, db.PostgresUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -62,10 +62,10 @@ def services_ready(settings: Settings, timeout_s: float = SERVICE_WAIT_S) -> boo
     return True
 
 
-def start_long_running(timeout_s: float = SERVICE_WAIT_S) -> tuple[Settings, threading.Event] | None:
+def start_long_running(principal: str, timeout_s: float = SERVICE_WAIT_S) -> tuple[Settings, threading.Event] | None:
     """What every long-running command does first: logging, settings, the stop event, and waiting for Kafka
     and PostgreSQL. ``None`` (after saying what is unreachable) when they do not answer in time."""
     configure_logging()
     settings = Settings.from_env()
     stop = install_stop_event()
-    return (settings, stop) if services_ready(settings, timeout_s) else None
+    return (settings, stop) if services_ready(settings, principal, timeout_s) else None

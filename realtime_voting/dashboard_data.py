@@ -109,7 +109,8 @@ class ResultsReader:
     def _run(self) -> None:
         # A group of its own that never commits: every reader starts from the beginning of each topic. The page
         # says when Kafka is unreachable (error_cb); librdkafka need not repeat it on the console (log_level 0).
-        consumer = Consumer(kafka_io.consumer_config(self.settings, f"dashboard-{uuid.uuid4().hex[:12]}",
+        group = self.settings.topic(topics.DASHBOARD_GROUP_PREFIX) + uuid.uuid4().hex[:12]
+        consumer = Consumer(kafka_io.consumer_config(self.settings, kafka_io.DASHBOARD, group,
                                                      error_cb=self._on_error, log_level=0,
                                                      **{"enable.auto.commit": False}))
         assigned: set[tuple[str, int]] = set()

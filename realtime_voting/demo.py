@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from realtime_voting import dashboard_data, db, processes
+from realtime_voting import dashboard_data, db, kafka_io, processes
 from realtime_voting.cli import start_long_running
 from realtime_voting.schemas import Voter
 from realtime_voting.settings import Settings
@@ -165,7 +165,7 @@ class ProgressLine:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    started = start_long_running(timeout_s=10)
+    started = start_long_running(kafka_io.DASHBOARD, timeout_s=10)
     if started is None:
         return 1
     settings, stop_requested = started

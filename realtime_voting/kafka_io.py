@@ -1,7 +1,10 @@
 """Kafka client configuration and administration, in one place (confluent-kafka / librdkafka).
 
-Every producer and consumer of the pipeline gets its configuration from the functions here, so a setting
-such as idempotence is decided once and never repeated at a call site.
+Every producer, consumer and admin client of the pipeline gets its configuration from the functions here, so a
+setting such as idempotence is decided once and never repeated at a call site. That includes who the client is:
+each takes the principal it acts as (``kafka_security``: ``seeding``, ``voting``, ...), whose user and password
+``client_security`` adds when ``KAFKA_SECURITY_PROTOCOL=SASL_SSL``; ``java_client_properties`` says the same to
+the JVM's clients (Spark's Kafka source and sink, Kafka's own tools).
 """
 
 from __future__ import annotations
@@ -25,13 +28,68 @@ class KafkaUnavailable(RuntimeError):
     """The broker did not answer in time; the message says where, and which variable says so."""
 
 
-def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+# Who a client is (what each may do: kafka_security). The admin is the broker's own account, checked by the broker
+# against its configuration: hence PLAIN (over TLS), not SCRAM.
+ADMIN = "admin"
+SEEDING = "seeding"
+VOTING = "voting"
+COUNTING = "counting"
+DASHBOARD = "dashboard"
+STAGES = (SEEDING, VOTING, COUNTING, DASHBOARD)
+ADMIN_MECHANISM = "PLAIN"
 
 
-def producer_config(settings: Settings, **overrides: object) -> dict[str, object]:
+def client_security(settings: Settings, principal: str) -> dict[str, object]:
+    """librdkafka's settings for connecting as ``principal``: none with ``PLAINTEXT``; with ``SASL_SSL`` its user
+    and password, and the CA whose certificate the broker's must be signed by (and name the broker's host)."""
+    if not settings.kafka_secured:
+        return {}
+    user, password = settings.kafka_credentials(principal)
+    return {
+        "security.protocol": "sasl_ssl",
+        "sasl.mechanisms": ADMIN_MECHANISM if principal == ADMIN else settings.kafka_sasl_mechanism,
+        "sasl.username": user,
+        "sasl.password": password,
+        "ssl.ca.location": settings.kafka_ssl_ca_location,
+        # librdkafka's default since 2.0, spelled out because it is what makes TLS worth having.
+        "ssl.endpoint.identification.algorithm": "https",
+    }
+
+
+def java_client_properties(settings: Settings, principal: str) -> dict[str, str]:
+    """The same as ``client_security``, with the bootstrap servers, for a Java Kafka client (Spark's ``kafka.*``
+    options, a tool's ``--producer.config``)."""
+    properties = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    if not settings.kafka_secured:
+        return properties
+    user, password = settings.kafka_credentials(principal)
+    mechanism = ADMIN_MECHANISM if principal == ADMIN else settings.kafka_sasl_mechanism
+    module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == ADMIN_MECHANISM
+              else "org.apache.kafka.common.security.scram.ScramLoginModule")
+    return properties | {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": mechanism,
+        "sasl.jaas.config": f"{module} required username={jaas_quoted(user)} password={jaas_quoted(password)};",
+        # The CA as a PEM file, as librdkafka reads it: no Java trust store to make.
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": settings.kafka_ssl_ca_location,
+    }
+
+
+def jaas_quoted(value: str) -> str:
+    """A JAAS option value in double quotes (a password may hold quotes, backslashes or semicolons)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def admin_client(settings: Settings, principal: str, **overrides: object) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                        **client_security(settings, principal), **overrides})
+
+
+def producer_config(settings: Settings, principal: str, **overrides: object) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_security(settings, principal),
         # Retries never reorder or duplicate a message within a partition (librdkafka's default is off).
         "enable.idempotence": True,
         # Small batching delay: far higher throughput for a few milliseconds of latency.
@@ -41,9 +99,10 @@ def producer_config(settings: Settings, **overrides: object) -> dict[str, object
     return config
 
 
-def consumer_config(settings: Settings, group_id: str, **overrides: object) -> dict[str, object]:
+def consumer_config(settings: Settings, principal: str, group_id: str, **overrides: object) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        **client_security(settings, principal),
         "group.id": group_id,
         "auto.offset.reset": "earliest",
         # Offsets are stored by the code after the work they protect has succeeded, never before.
@@ -58,11 +117,17 @@ def consumer_config(settings: Settings, group_id: str, **overrides: object) -> d
     return config
 
 
-def wait_for_kafka(settings: Settings, *, timeout_s: float = 30.0, hint: str = "") -> None:
-    """Return once the broker answers a metadata request; raise ``KafkaUnavailable`` after ``timeout_s``."""
+def wait_for_kafka(settings: Settings, principal: str, *, timeout_s: float = 30.0, hint: str = "") -> None:
+    """Return once the broker answers ``principal``'s metadata request; raise ``KafkaUnavailable`` after
+    ``timeout_s`` (also when it refuses the credentials or the CA: the message says which)."""
     deadline = time.monotonic() + timeout_s
     admin: AdminClient | None = None
     last_error = "connection refused"
+    refused: list[str] = []  # a refused password or certificate is reported here only: list_topics just times out
+
+    def on_error(error: KafkaError) -> None:
+        if error.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL, KafkaError.SASL_AUTHENTICATION_FAILED):
+            refused[:] = [error.str()]
 
     def answers() -> bool:
         nonlocal admin, last_error
@@ -70,17 +135,25 @@ def wait_for_kafka(settings: Settings, *, timeout_s: float = 30.0, hint: str = "
         if not any(_accepts_connections(address) for address in settings.kafka_bootstrap_servers.split(",")):
             last_error = "connection refused"
             return False
-        admin = admin or admin_client(settings)
+        admin = admin or admin_client(settings, principal, error_cb=on_error)
         try:
             admin.list_topics(timeout=max(0.5, min(deadline - time.monotonic(), 2.0)))
             return True
         except KafkaException as error:
             last_error = str(error)
+            admin.poll(0)  # serves error_cb, which says whether the broker refused the credentials or the CA
             return False
 
     try:
         waiting.until(answers, timeout_s=timeout_s, what=f"Kafka at {settings.kafka_bootstrap_servers}")
     except waiting.TimedOut:
+        if refused:
+            user = settings.kafka_credentials(principal)[0]
+            raise KafkaUnavailable(
+                f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) refused {user!r} over "
+                f"{settings.kafka_security_protocol} ({refused[0]}): check KAFKA_SECURITY_PROTOCOL, the user's "
+                f"password and KAFKA_SSL_CA_LOCATION ({settings.kafka_ssl_ca_location})"
+            ) from None
         raise KafkaUnavailable(
             f"Kafka at {settings.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS) is not reachable ({last_error}). "
             f"{hint or 'Is `make up` running? See `make status`.'}"
@@ -98,6 +171,7 @@ def _accepts_connections(address: str) -> bool:
 
 def create_topics(
     settings: Settings,
+    principal: str,
     names: Iterable[str],
     *,
     partitions: int = 1,
@@ -105,7 +179,7 @@ def create_topics(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Existing topics are left as they are."""
-    admin = admin_client(settings)
+    admin = admin_client(settings, principal)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [name for name in names if name not in existing]
     if not wanted:
@@ -182,13 +256,16 @@ _NOT_READY_YET = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVA
                   KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._TIMED_OUT}
 
 
-def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0) -> list[Message]:
+def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0, principal: str = ADMIN,
+                group_prefix: str = "reader-") -> list[Message]:
     """Every message in ``topic`` (a full name) at the moment of the call: each partition from its start to the
-    end it had then, in partition order. Reads outside any consumer group and commits nothing.
+    end it had then, in partition order. Reads outside any consumer group and commits nothing. As the admin
+    unless told (the tests, the bench); another principal also needs a ``group_prefix`` its ACLs allow.
 
     Raises ``waiting.TimedOut`` if the topic cannot be read to that end within ``timeout_s``.
     """
-    consumer = Consumer(consumer_config(settings, f"reader-{uuid.uuid4().hex[:8]}", **{"enable.auto.commit": False}))
+    consumer = Consumer(consumer_config(settings, principal, f"{group_prefix}{uuid.uuid4().hex[:8]}",
+                                        **{"enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     try:
         ends = waiting.until(lambda: _partition_ends(consumer, topic), timeout_s=timeout_s,

@@ -44,7 +44,7 @@ from typing import NoReturn
 
 from psycopg2 import sql
 
-from realtime_voting import certificates, db, kafka_io, waiting
+from realtime_voting import certificates, db, kafka_io, kafka_security, waiting
 from realtime_voting.cli import configure_logging
 from realtime_voting.settings import Settings
 
@@ -56,6 +56,8 @@ STARTUP_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 EXTERNAL_PORT = 9094  # a served broker's listener for clients outside its network (the host), see serve
 EVERY_HOST_WITH_PASSWORD = "host all all all scram-sha-256"  # noqa: S105 - a pg_hba.conf rule (a password is required), not a password
+# The names the broker's certificate is issued for: this machine, and its service's name in docker-compose.yaml.
+KAFKA_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "kafka")
 # The names PostgreSQL's certificate is issued for: this machine, and its service's name in docker-compose.yaml.
 POSTGRES_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "postgres")
 # The server's certificate and key are PostgreSQL's default ssl_cert_file and ssl_key_file (in its data folder), so
@@ -152,7 +154,7 @@ class KafkaBroker:
 
     def is_ready(self) -> bool:
         try:
-            kafka_io.wait_for_kafka(self.settings, timeout_s=1.0)
+            kafka_io.wait_for_kafka(self.settings, kafka_io.ADMIN, timeout_s=1.0)
             return True
         except kafka_io.KafkaUnavailable:
             return False
@@ -164,12 +166,17 @@ class KafkaBroker:
 
     def _write_config(self, external: str | None = None, *, console: bool = False) -> None:
         """The broker's configuration. Served (``external`` given): it listens on every interface, on the port of
-        ``KAFKA_BOOTSTRAP_SERVERS`` by that name, and on ``EXTERNAL_PORT`` as ``external`` (the host's address)."""
-        controller = f"{self.host}:{self.settings.kafka_controller_port}"
-        listeners = {"PLAINTEXT": (self.address, self.address)}
+        ``KAFKA_BOOTSTRAP_SERVERS`` by that name, and on ``EXTERNAL_PORT`` as ``external`` (the host's address).
+        With ``KAFKA_SECURITY_PROTOCOL=SASL_SSL``, every listener also asks who the client is (``_security``)."""
+        # The controller is this very process: only the broker part talks to it, so it listens on loopback only.
+        controller = f"127.0.0.1:{self.settings.kafka_controller_port}"
+        listeners = {"CLIENTS": (self.address, self.address)}
         if external is not None:
-            listeners = {"PLAINTEXT": (f"0.0.0.0:{self.port}", self.address),
+            listeners = {"CLIENTS": (f"0.0.0.0:{self.port}", self.address),
                          "EXTERNAL": (f"0.0.0.0:{EXTERNAL_PORT}", external)}
+        secured = self.settings.kafka_secured
+        protocols = {"CONTROLLER": "SASL_PLAINTEXT" if secured else "PLAINTEXT",
+                     **dict.fromkeys(listeners, "SASL_SSL" if secured else "PLAINTEXT")}
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
@@ -178,8 +185,9 @@ class KafkaBroker:
                                    f"CONTROLLER://{controller}"]),
             "advertised.listeners": ",".join(f"{name}://{address}" for name, (_, address) in listeners.items()),
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": ",".join(f"{name}:PLAINTEXT" for name in ("CONTROLLER", *listeners)),
+            "inter.broker.listener.name": "CLIENTS",
+            "listener.security.protocol.map": ",".join(f"{name}:{protocol}" for name, protocol in protocols.items()),
+            **(self._security([*listeners]) if secured else {}),
             "log.dirs": str(self.data_dir),
             # A single node can only keep one copy of each internal topic.
             "offsets.topic.replication.factor": "1",
@@ -222,6 +230,58 @@ class KafkaBroker:
             "logger.server.level = INFO\n"
         )
 
+    def _security(self, listeners: list[str]) -> dict[str, str]:
+        """SASL over TLS on the client listeners, SASL on the controller's (loopback only), and ACLs.
+
+        The admin (``KAFKA_ADMIN_USER``) is the broker's own account and a super user: its password is checked
+        against this file (SASL PLAIN), so it works before any other user exists; the broker itself logs in as it,
+        to its controller and to its own listener. The stages log in as SCRAM users, which ``kafka_security.grant``
+        makes as the admin, and the ACLs it creates say what each may do: the authorizer allows nothing else.
+        The TLS certificate is issued by the stack's own authority for every name the broker is reached by.
+        """
+        user, password = self.settings.kafka_credentials(kafka_io.ADMIN)
+        quoted = kafka_io.jaas_quoted
+        plain = (f"org.apache.kafka.common.security.plain.PlainLoginModule required username={quoted(user)} "
+                 f"password={quoted(password)} user_{user}={quoted(password)};")
+        scram = self.settings.kafka_sasl_mechanism.upper()
+        properties = {
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{user}",
+            "allow.everyone.if.no.acl.found": "false",
+            # The key and its certificate chain in one PEM file: no Java key store to make.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(self._keystore()),
+            # The broker is its own client (inter-broker): it trusts the authority that signed its certificate.
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(certificates.authority_certificate_file(self.settings.tls_dir)),
+            "ssl.client.auth": "none",  # clients prove who they are with SASL, not with certificates
+        }
+        for listener in listeners:
+            name = listener.lower()
+            properties |= {
+                f"listener.name.{name}.sasl.enabled.mechanisms": f"{scram},PLAIN",
+                f"listener.name.{name}.plain.sasl.jaas.config": plain,
+                f"listener.name.{name}.{scram.lower()}.sasl.jaas.config":
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+            }
+        return properties
+
+    def _keystore(self) -> Path:
+        """The broker's TLS key and certificate, issued (again) when missing, stale or not naming every host."""
+        authority = certificates.ensure_authority(self.settings.tls_dir)
+        names = dict.fromkeys([*KAFKA_SERVER_NAMES, self.host])
+        certificate, key = self.settings.tls_dir / "kafka.pem", self.settings.tls_dir / "kafka-key.pem"
+        certificates.ensure_server_certificate(authority, names, certificate, key)
+        keystore = self.settings.tls_dir / "kafka-keystore.pem"
+        keystore.touch(mode=0o600)
+        keystore.chmod(0o600)
+        keystore.write_bytes(key.read_bytes() + certificate.read_bytes())
+        return keystore
+
     def _java(self, main_class: str, *args: str) -> list[str]:
         java = shutil.which("java")
         if java is None:
@@ -251,7 +311,7 @@ class KafkaBroker:
 
     def start(self) -> str:
         if self.pid() and self.is_ready():
-            return f"Kafka is already running on {self.address} (pid {self.pid()})"
+            return f"Kafka is already running on {self.address}, {self.security_note()} (pid {self.pid()})"
         if self.host not in LOCAL_HOSTS:
             raise StackError(
                 f"KAFKA_BOOTSTRAP_SERVERS={self.settings.kafka_bootstrap_servers} is not on this machine: "
@@ -281,7 +341,13 @@ class KafkaBroker:
                 f"See {self.log_file} and {self.stdout_file}; last lines:\n"
                 f"{_tail(self.log_file)}\n{_tail(self.stdout_file)}"
             )
-        return f"Kafka started on {self.address} (pid {process.pid}, log {self.log_file})"
+        return f"Kafka started on {self.address}, {self.security_note()} (pid {process.pid}, log {self.log_file})"
+
+    def security_note(self) -> str:
+        if not self.settings.kafka_secured:
+            return "PLAINTEXT: no authentication"
+        return (f"SASL_SSL with ACLs, CA {certificates.authority_certificate_file(self.settings.tls_dir)}, "
+                f"admin {self.settings.kafka_admin_user!r}")
 
     def _became_ready(self, process: subprocess.Popen) -> bool:
         """Whether the broker just started answers within ``STARTUP_TIMEOUT_S``; False as soon as it exits."""
@@ -549,7 +615,10 @@ class LocalStack:
         self.services = [PostgresServer(settings), KafkaBroker(settings)]
 
     def up(self) -> list[str]:
-        return [service.start() for service in self.services]
+        lines = [service.start() for service in self.services]
+        if self.settings.kafka_secured:
+            lines.append(grant(self.settings))
+        return lines
 
     def down(self) -> list[str]:
         return [service.stop() for service in reversed(self.services)]
@@ -558,9 +627,20 @@ class LocalStack:
         return [service.status() for service in self.services]
 
 
+def grant(settings: Settings) -> str:
+    """The stages' users and ACLs for the election of ``settings`` (``kafka_security.grant``), as a status line."""
+    if not settings.kafka_secured:
+        return "Kafka runs without authentication (KAFKA_SECURITY_PROTOCOL=PLAINTEXT): no users or ACLs to grant"
+    count = kafka_security.grant(settings)
+    users = ", ".join(settings.kafka_credentials(stage)[0] for stage in kafka_io.STAGES)
+    return f"Kafka users {users}: {count} ACLs for the election {settings.kafka_topic_prefix or '(no prefix)'!r}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime_voting.local_stack", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status", "serve", "ready"])
+    parser.add_argument("command", choices=["up", "down", "status", "serve", "ready", "grant"],
+                        help="grant: the stages' Kafka users and the ACLs of the election of KAFKA_TOPIC_PREFIX "
+                             "(with KAFKA_SECURITY_PROTOCOL=SASL_SSL; `up` grants them too)")
     parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="with serve and ready")
     parser.add_argument("--external", metavar="HOST:PORT",
                         help=f"serve kafka: the address clients outside its network reach port {EXTERNAL_PORT} at")
@@ -578,6 +658,10 @@ def main(argv: list[str] | None = None) -> int:
             KafkaBroker(settings).serve(args.external or settings.kafka_bootstrap_servers)
         if args.command == "serve":
             PostgresServer(settings).serve()
+        if args.command == "grant":
+            kafka_io.wait_for_kafka(settings, kafka_io.ADMIN)
+            print(grant(settings))
+            return 0
         if args.command == "status":
             statuses = stack.status()
             for status in statuses:
@@ -585,7 +669,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(status.running for status in statuses) else 3
         for line in stack.up() if args.command == "up" else stack.down():
             print(line)
-    except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable, waiting.TimedOut) as error:
+    except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable, waiting.TimedOut, ValueError,
+            RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -105,7 +105,7 @@ class Seeder:
 
     def reset(self) -> None:
         db.drop_schema(self.connection)
-        deleted = topics.delete_election_topics(self.settings)
+        deleted = topics.delete_election_topics(self.settings, kafka_io.SEEDING)
         # The counting job's checkpoints describe the deleted topics; a fresh election needs fresh ones.
         checkpoints = Path(checkpoint_root(self.settings))
         if checkpoints.is_dir():
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     settings = Settings.from_env()
-    if not services_ready(settings, args.wait_for_services):
+    if not services_ready(settings, kafka_io.SEEDING, args.wait_for_services):
         return 1
     if args.reset and not confirm_reset(settings, args.yes):
         print("Nothing was reset.", file=sys.stderr)
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     with db.connected(settings) as connection:
-        producer = Producer(kafka_io.producer_config(settings))
+        producer = Producer(kafka_io.producer_config(settings, kafka_io.SEEDING))
         seeder = Seeder(settings, args, connection, producer)
         try:
             if args.reset:

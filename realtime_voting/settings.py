@@ -26,6 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 
 
 def setting(variable: str, default: T, doc: str, *, secret: bool = False,
@@ -62,6 +63,35 @@ class Settings:
         "POSTGRES_SSLROOTCERT", "",
         "the CA certificate that `verify-ca` and `verify-full` trust (`make up`'s: `.local/tls/ca.pem`); "
         "empty: libpq's default")
+    # Off by default: `make up` and compose publish the broker on 127.0.0.1 only (the README's Security section says
+    # why, and how to turn it on). `SASL_SSL`: every client proves who it is over TLS, and ACLs say what it may do.
+    kafka_security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "`PLAINTEXT` (no authentication), or `SASL_SSL`: one SCRAM user per stage over TLS, with ACLs")
+    kafka_sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "the stages' SASL mechanism with `SASL_SSL` (`SCRAM-SHA-256` too)")
+    kafka_ssl_ca_location: str = setting(
+        "KAFKA_SSL_CA_LOCATION", str(REPO_ROOT / ".local" / "tls" / "ca.pem"),
+        "the CA certificate Kafka clients trust with `SASL_SSL`; unset: the local stack's, `tls/ca.pem` in "
+        "`LOCAL_STATE_DIR`", unset=lambda settings: str(settings["state_dir"] / "tls" / "ca.pem"))
+    # The broker's own account: it checks this password itself (SASL PLAIN over TLS), so it works before any
+    # SCRAM user exists, and makes the stages' users and ACLs (`kafka_security.grant`).
+    kafka_admin_user: str = setting("KAFKA_ADMIN_USER", "admin", "the broker's super user, who grants the ACLs")
+    kafka_admin_password: str = setting(
+        "KAFKA_ADMIN_PASSWORD", "admin-secret", "that user's password (change it anywhere but your own machine)",
+        secret=True)
+    kafka_seeding_user: str = setting("KAFKA_SEEDING_USER", "seeding", "`main.py`'s Kafka user")
+    kafka_seeding_password: str = setting("KAFKA_SEEDING_PASSWORD", "seeding-secret", "its password", secret=True)
+    kafka_voting_user: str = setting(
+        "KAFKA_VOTING_USER", "voting", "`voting.py`'s Kafka user, and the ballot page's (it casts votes too)")
+    kafka_voting_password: str = setting("KAFKA_VOTING_PASSWORD", "voting-secret", "its password", secret=True)
+    kafka_counting_user: str = setting("KAFKA_COUNTING_USER", "counting", "`spark_streaming.py`'s Kafka user")
+    kafka_counting_password: str = setting(
+        "KAFKA_COUNTING_PASSWORD", "counting-secret", "its password", secret=True)
+    kafka_dashboard_user: str = setting(
+        "KAFKA_DASHBOARD_USER", "dashboard", "the dashboard's Kafka user (it reads the results)")
+    kafka_dashboard_password: str = setting(
+        "KAFKA_DASHBOARD_PASSWORD", "dashboard-secret", "its password", secret=True)
     spark_master: str = setting("SPARK_MASTER", "local[*]", "Spark master; `spark://host:7077` for a cluster")
     # Partitions let several voting.py processes share the work in one consumer group.
     kafka_topic_prefix: str = setting(
@@ -147,6 +177,20 @@ class Settings:
             f"host={self.postgres_host} port={self.postgres_port} "
             f"dbname={self.postgres_db} user={self.postgres_user}"
         )
+
+    @property
+    def kafka_secured(self) -> bool:
+        """Whether Kafka clients authenticate over TLS (``KAFKA_SECURITY_PROTOCOL=SASL_SSL``); False for
+        ``PLAINTEXT``. Any other value is refused here, naming the variable, rather than by a client later."""
+        protocol = self.kafka_security_protocol.upper()
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r} is not one of "
+                             f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        return protocol == "SASL_SSL"
+
+    def kafka_credentials(self, principal: str) -> tuple[str, str]:
+        """The Kafka user and password of ``principal`` (``kafka_security``: admin, seeding, voting, ...)."""
+        return getattr(self, f"kafka_{principal}_user"), getattr(self, f"kafka_{principal}_password")
 
     def topic(self, name: str) -> str:
         """The full name of one of the pipeline's topics (see ``realtime_voting.topics``)."""

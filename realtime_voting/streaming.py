@@ -48,7 +48,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-from realtime_voting import db, topics
+from realtime_voting import db, kafka_io, topics
 from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
@@ -234,11 +234,20 @@ class ProgressLog(StreamingQueryListener):
             logger.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
 
 
+def kafka_options(settings: Settings) -> dict[str, str]:
+    """The counting job's Kafka client settings (the servers, and who it is with SASL_SSL), as Spark's ``kafka.*``
+    options for its source and its sinks."""
+    properties = kafka_io.java_client_properties(settings, kafka_io.COUNTING)
+    return {f"kafka.{name}": value for name, value in properties.items()}
+
+
 def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+        .options(**kafka_options(settings))
         .option("subscribe", settings.topic(topics.VOTES))
+        # The consumer groups' names: a prefix that the counting user's ACLs allow (kafka_security).
+        .option("groupIdPrefix", settings.topic(topics.COUNTING_GROUP_PREFIX))
         .option("startingOffsets", "earliest")
         # Only votes of committed transactions (Spark's source reads uncommitted ones by default).
         .option("kafka.isolation.level", "read_committed")
@@ -264,7 +273,7 @@ def start_queries(spark: SparkSession, settings: Settings, candidates: list[Cand
         writer = (
             frame.writeStream.format("kafka")
             .queryName(f"{settings.kafka_topic_prefix}{name}")
-            .option("kafka.bootstrap.servers", settings.kafka_bootstrap_servers)
+            .options(**kafka_options(settings))
             .option("checkpointLocation", f"{checkpoints}/{name}")
             .outputMode(mode)
         )
@@ -309,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--available-now", action="store_true",
                         help="count everything available on votes_topic, then exit (for scripts and tests)")
     args = parser.parse_args(argv)
-    started = start_long_running(args.wait_for_services)
+    started = start_long_running(kafka_io.COUNTING, args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started

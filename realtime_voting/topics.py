@@ -32,7 +32,10 @@ TURNOUT_BY_AGE_GROUP = "aggregated_turnout_by_age_group"
 VOTES_PER_MINUTE = "aggregated_votes_per_minute"
 AGGREGATED = (VOTES_PER_CANDIDATE, TURNOUT_BY_LOCATION, VOTES_PER_PARTY, TURNOUT_BY_GENDER, TURNOUT_BY_AGE_GROUP,
               VOTES_PER_MINUTE)
+# The consumer groups (names, and prefixes of names that end in a random part), which ACLs name too.
 VOTING_GROUP = "voting-group"
+COUNTING_GROUP_PREFIX = "counting-"  # the counting job's Kafka source (Spark's groupIdPrefix)
+DASHBOARD_GROUP_PREFIX = "dashboard-"  # each dashboard reader's own group, never committed
 
 COMPACTED = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"}
 
@@ -46,21 +49,21 @@ def all_topics(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS, *AGGREGATED)]
 
 
-def create_election_topics(settings: Settings) -> list[str]:
+def create_election_topics(settings: Settings, principal: str = kafka_io.SEEDING) -> list[str]:
     """Create every topic of the election that does not exist yet; return the names created."""
     partitions = settings.kafka_topic_partitions
     created = kafka_io.create_topics(
-        settings, [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS)], partitions=partitions
+        settings, principal, [settings.topic(name) for name in (VOTERS, VOTES, DEAD_LETTERS)], partitions=partitions
     )
     created += kafka_io.create_topics(
-        settings, [settings.topic(name) for name in AGGREGATED], partitions=partitions, config=COMPACTED
+        settings, principal, [settings.topic(name) for name in AGGREGATED], partitions=partitions, config=COMPACTED
     )
     return created
 
 
-def delete_election_topics(settings: Settings, timeout_s: float = 30.0) -> list[str]:
+def delete_election_topics(settings: Settings, principal: str, timeout_s: float = 30.0) -> list[str]:
     """Delete the election's topics and the voting consumer group; return the topic names deleted."""
-    admin: AdminClient = kafka_io.admin_client(settings)
+    admin: AdminClient = kafka_io.admin_client(settings, principal)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     doomed = [name for name in all_topics(settings) if name in existing]
     for future in admin.delete_topics(doomed, operation_timeout=timeout_s).values() if doomed else []:

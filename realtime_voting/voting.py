@@ -362,10 +362,10 @@ def opened_clients(settings: Settings) -> Iterator[Clients]:
         # The stage commits each finished batch's offsets itself (VotingStage._commit_finished), at once: the
         # background auto-commit, every 5 s, would leave up to 5 s of finished batches to replay after a lost
         # session or a crash.
-        consumer = Consumer(kafka_io.consumer_config(settings, settings.topic(topics.VOTING_GROUP),
+        consumer = Consumer(kafka_io.consumer_config(settings, kafka_io.VOTING, settings.topic(topics.VOTING_GROUP),
                                                      **{"enable.auto.commit": False}))
         closing.callback(consumer.close)
-        producer = Producer(kafka_io.producer_config(settings))
+        producer = Producer(kafka_io.producer_config(settings, kafka_io.VOTING))
         closing.callback(producer.flush, 30)
         clients = Clients(settings, consumer, producer, db.connect(settings))
         closing.callback(clients.drop_connection)  # the connection in use at the end, if it was replaced
@@ -526,7 +526,7 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 1, or VOTING_TURNOUT)")
     args = parser.parse_args(argv)
 
-    started = start_long_running(args.wait_for_services)
+    started = start_long_running(kafka_io.VOTING, args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started

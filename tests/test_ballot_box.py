@@ -23,13 +23,12 @@ NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 @pytest.fixture
 def ballot_box(election: Settings):
     seed(election, "--voters", "4", "--candidates", "2")
-    connection = db.connect(election)
-    producer = Producer(kafka_io.producer_config(election))
-    try:
-        yield BallotBox(election, connection, producer)
-    finally:
-        producer.flush(10)
-        connection.close()
+    producer = Producer(kafka_io.producer_config(election, kafka_io.VOTING))
+    with db.connected(election) as connection:
+        try:
+            yield BallotBox(election, connection, producer)
+        finally:
+            producer.flush(10)
 
 
 def registered(election: Settings) -> tuple[list[str], list[str]]:
@@ -110,14 +109,11 @@ def test_two_ballots_of_one_voter_cast_at_once_from_two_connections_store_and_pu
     both_ready = threading.Barrier(2)
 
     def cast_in_a_tab_of_its_own(candidate: str) -> CastResult:
-        connection = db.connect(election)
-        try:
+        with db.connected(election) as connection:
             box = BallotBox(election, connection, ballot_box.producer)  # a thread-safe producer, shared
             both_ready.wait(timeout=30)  # both casts start together, so that their statements overlap
             [result] = box.cast([Ballot(voter, candidate)])
             return result
-        finally:
-            connection.close()
 
     with ThreadPoolExecutor(max_workers=2) as tabs:
         results = list(tabs.map(cast_in_a_tab_of_its_own, (first, second)))

@@ -132,7 +132,7 @@ def test_after_repeated_failures_the_page_refuses_to_check_even_the_right_creden
 
 def test_a_ballot_for_a_candidate_who_is_not_standing_is_rejected_by_the_backend_and_nothing_stored(seeded):
     (voter, _), *_ = voters(seeded)
-    producer = Producer(kafka_io.producer_config(seeded))
+    producer = Producer(kafka_io.producer_config(seeded, kafka_io.VOTING))
     result = ballot_page.cast_vote(seeded, producer, voter, "no-such-candidate")
     assert result.rejection == "candidate 'no-such-candidate' is not standing in this election"
     assert query(seeded, "SELECT count(*) FROM votes") == [(0,)]

@@ -19,7 +19,7 @@ from tests.support.ports import free_ports
 def test_a_message_produced_to_a_fresh_topic_is_consumed_back_intact(stack_settings, new_topic):
     topic = new_topic("roundtrip", partitions=3)
     payload = '{"voter_id": "v-1", "name": "Zoë Ångström"}'.encode()
-    producer = Producer(kafka_io.producer_config(stack_settings))
+    producer = Producer(kafka_io.producer_config(stack_settings, kafka_io.ADMIN))
     producer.produce(topic, key=b"v-1", value=payload, headers={"source": b"test"})
     assert producer.flush(10) == 0
 
@@ -71,7 +71,7 @@ def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
         with db.connected(settings) as connection, connection, connection.cursor() as cursor:
             cursor.execute("CREATE TABLE kept (note text)")
             cursor.execute("INSERT INTO kept VALUES (%s)", ("still here",))
-        kafka_io.create_topics(settings, ["kept-topic"])
+        kafka_io.create_topics(settings, kafka_io.ADMIN, ["kept-topic"])
 
         down = make("down", env)
         assert down.returncode == 0, down.stderr
@@ -80,7 +80,7 @@ def test_make_up_is_idempotent_and_down_then_up_keeps_the_data(tmp_path):
         again = make("up", env)
         assert again.returncode == 0, again.stderr
         assert db.query(settings, "SELECT note FROM kept") == [("still here",)]
-        assert "kept-topic" in kafka_io.admin_client(settings).list_topics(timeout=10).topics
+        assert "kept-topic" in kafka_io.admin_client(settings, kafka_io.ADMIN).list_topics(timeout=10).topics
     finally:
         make("down", env)
 
@@ -102,7 +102,7 @@ def test_unreachable_services_give_an_error_that_says_where_and_what_to_do():
     settings = replace(Settings.from_env({}), kafka_bootstrap_servers=f"localhost:{free_ports(1)[0]}",
                        postgres_port=free_ports(1)[0])
     try:
-        kafka_io.wait_for_kafka(settings, timeout_s=1)
+        kafka_io.wait_for_kafka(settings, kafka_io.ADMIN, timeout_s=1)
     except kafka_io.KafkaUnavailable as error:
         assert settings.kafka_bootstrap_servers in str(error) and "make up" in str(error)
     else:

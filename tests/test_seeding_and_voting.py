@@ -50,7 +50,7 @@ def test_seeding_creates_the_tables_topics_candidates_and_voters(election):
     assert query(election, "SELECT count(*) FROM voters") == [(250,)]
     parties = query(election, "SELECT party_affiliation, count(*) FROM candidates GROUP BY 1 ORDER BY 1")
     assert parties == [("Management Party", 2), ("Savior Party", 1), ("Tech Republic Party", 1)]
-    existing = kafka_io.admin_client(election).list_topics(timeout=10).topics
+    existing = kafka_io.admin_client(election, kafka_io.ADMIN).list_topics(timeout=10).topics
     assert set(topics.all_topics(election)) <= set(existing)
     assert len(existing[election.topic(topics.VOTES)].partitions) == election.kafka_topic_partitions
     published = read_to_end(election, election.topic(topics.VOTERS))
@@ -61,7 +61,7 @@ def test_seeding_creates_the_tables_topics_candidates_and_voters(election):
 def cleanup_policies(election: Settings) -> dict[str, str] | None:
     """The cleanup.policy of each result topic, or None while the broker does not know them all yet (its metadata
     may trail the controller's for a moment after main.py created them)."""
-    admin = kafka_io.admin_client(election)
+    admin = kafka_io.admin_client(election, kafka_io.ADMIN)
     resources = [ConfigResource("topic", election.topic(name)) for name in topics.AGGREGATED]
     try:
         return {resource.name: future.result()["cleanup.policy"].value
@@ -121,7 +121,7 @@ def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(ele
         (b"bad-4", b'{"voter_id": 12345}'),
         (b"bad-5", b'{"voter_id": "never-registered"}'),
     ]
-    producer = Producer(kafka_io.producer_config(election))
+    producer = Producer(kafka_io.producer_config(election, kafka_io.ADMIN))
     for key, value in bad_messages:
         producer.produce(election.topic(topics.VOTERS), key=key, value=value)
     for voter_id in registered:  # a voter published twice votes once

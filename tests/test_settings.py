@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from realtime_voting import topics
 from realtime_voting.settings import REPO_ROOT, Settings, variables
 
 
@@ -53,7 +54,7 @@ def test_the_password_is_kept_out_of_repr():
 
 
 def test_topic_names_carry_the_prefix():
-    assert Settings.from_env({"KAFKA_TOPIC_PREFIX": "poll7-"}).topic("votes_topic") == "poll7-votes_topic"
+    assert Settings.from_env({"KAFKA_TOPIC_PREFIX": "poll7-"}).topic(topics.VOTES) == "poll7-votes_topic"
 
 
 def test_dashboard_read_only_reads_true_and_false_and_rejects_anything_else():

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.spark
 
 def test_spark_reads_a_kafka_topic_with_the_maven_resolved_connector(stack_settings, new_topic):
     topic = new_topic("spark")
-    producer = Producer(kafka_io.producer_config(stack_settings))
+    producer = Producer(kafka_io.producer_config(stack_settings, kafka_io.ADMIN))
     for number in range(3):
         producer.produce(topic, key=f"v-{number}".encode(), value=f'{{"n": {number}}}'.encode())
     assert producer.flush(10) == 0

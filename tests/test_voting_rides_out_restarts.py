@@ -7,6 +7,7 @@ project's ``LocalStack``, its state under ``tmp_path``, on free ports) and stops
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Iterator
@@ -49,6 +50,7 @@ def own_stack(tmp_path: Path) -> Iterator[Settings]:
         stack.up()
         yield settings
     finally:
+        gc.collect()  # a Kafka client held in a reference cycle is freed while its broker runs (support/services.py)
         stack.down()
 
 
@@ -73,7 +75,7 @@ def replayed(log: str) -> int:
 def committed_and_end_offsets(election: Settings) -> tuple[dict[int, int], dict[int, int]]:
     """The voting group's committed offset and the end offset of each partition of the voters topic."""
     voters_topic = election.topic(topics.VOTERS)
-    consumer = Consumer(kafka_io.consumer_config(election, election.topic(topics.VOTING_GROUP),
+    consumer = Consumer(kafka_io.consumer_config(election, kafka_io.ADMIN, election.topic(topics.VOTING_GROUP),
                                                  **{"enable.auto.commit": False}))  # only reads the group's
     try:
         partitions = [TopicPartition(voters_topic, number) for number in range(election.kafka_topic_partitions)]

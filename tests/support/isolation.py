@@ -30,11 +30,12 @@ def new_topic(stack_settings: Settings) -> Iterator[Callable[..., str]]:
     def create(base: str, *, partitions: int = 1) -> str:
         name = f"test-{base}-{uuid.uuid4().hex[:8]}"
         created.append(name)
-        kafka_io.create_topics(stack_settings, [name], partitions=partitions)
+        kafka_io.create_topics(stack_settings, kafka_io.ADMIN, [name], partitions=partitions)
         return name
 
     yield create
     if created:
-        admin = kafka_io.admin_client(stack_settings)  # kept until the futures resolve: its end would fail them
+        # The admin client is kept until the futures resolve: its end would fail them.
+        admin = kafka_io.admin_client(stack_settings, kafka_io.ADMIN)
         for future in admin.delete_topics(created, operation_timeout=30).values():
             future.result()

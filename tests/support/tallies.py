@@ -1,0 +1,48 @@
+"""What the counting job's totals must be: GROUP BYs over the votes and voters tables, and the check that every
+result topic holds them."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from realtime_voting import topics
+from realtime_voting.db import query
+from realtime_voting.kafka_io import read_to_end
+from realtime_voting.settings import Settings
+
+AGE_GROUP_SQL = """
+    CASE WHEN age IS NULL THEN 'unknown' WHEN age < 18 THEN 'under 18' WHEN age <= 24 THEN '18-24'
+         WHEN age <= 34 THEN '25-34' WHEN age <= 44 THEN '35-44' WHEN age <= 54 THEN '45-54'
+         WHEN age <= 64 THEN '55-64' ELSE '65+' END
+"""
+EXPECTED_SQL = {
+    topics.VOTES_PER_CANDIDATE: "SELECT candidate_id, count(*) FROM votes GROUP BY 1",
+    topics.VOTES_PER_PARTY: "SELECT c.party_affiliation, count(*) FROM votes JOIN candidates c "
+                            "USING (candidate_id) GROUP BY 1",
+    topics.TURNOUT_BY_LOCATION: "SELECT v.address_state, count(*) FROM votes JOIN voters v "
+                                "USING (voter_id) GROUP BY 1",
+    topics.TURNOUT_BY_GENDER: "SELECT v.gender, count(*) FROM votes JOIN voters v USING (voter_id) GROUP BY 1",
+    topics.TURNOUT_BY_AGE_GROUP: f"""
+        SELECT {AGE_GROUP_SQL}, count(*) FROM (
+            SELECT extract(year FROM age((votes.voting_time AT TIME ZONE 'UTC')::date, v.date_of_birth))::int AS age
+            FROM votes JOIN voters v USING (voter_id)) AS ages
+        GROUP BY 1""",  # noqa: S608 - a constant of this test, no input
+}
+
+
+def latest(election: Settings, topic: str) -> dict[str, dict]:
+    """The current result per key of a compacted result topic: the latest message of each key."""
+    messages = read_to_end(election, election.topic(topic))
+    return {message.key().decode(): json.loads(message.value()) for message in messages}
+
+
+def assert_totals_equal_the_tables(election: Settings) -> None:
+    for topic, statement in EXPECTED_SQL.items():
+        expected = dict(query(election, statement))
+        got = {key: value["total_votes"] for key, value in latest(election, topic).items()}
+        assert got == expected, topic
+    per_minute = Counter()
+    for value in latest(election, topics.VOTES_PER_MINUTE).values():
+        per_minute[value["candidate_id"]] += value["total_votes"]
+    assert per_minute == Counter(dict(query(election, EXPECTED_SQL[topics.VOTES_PER_CANDIDATE])))
