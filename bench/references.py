@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from bench import BenchFailed
-from realtime_voting import db, elections, people, topics
+from realtime_voting import db, elections, kafka_io, people, topics
 from realtime_voting.settings import Settings
 
 COPY_BATCH = 10_000
@@ -31,11 +31,14 @@ def producer_rate(base: Settings, records: int) -> float:
     record_size = len(people.voter_from_randomuser(next(people.OfflineSource(1).people(1))).to_message())
     with elections.throwaway(base, "bench_producer") as election:
         topics.create_election_topics(election)
+        # As main.py's user, with its security settings when Kafka asks for them (KAFKA_SECURITY_PROTOCOL).
+        client_properties = [f"{name}={value}" for name, value in
+                             kafka_io.java_client_properties(election, kafka_io.SEEDING).items()]
         finished = subprocess.run(  # noqa: S603 - Kafka's own benchmark tool with the bench's own arguments
             ["java", "-Xmx512m", "-cp", f"{base.jars_dir / 'kafka'}/*", "org.apache.kafka.tools.ProducerPerformance",  # noqa: S607 - java from PATH, as the local stack finds it
              "--topic", election.topic(topics.VOTERS), "--num-records", str(records),
              "--record-size", str(record_size), "--throughput", "-1",
-             "--producer-props", f"bootstrap.servers={base.kafka_bootstrap_servers}", "linger.ms=5"],
+             "--producer-props", *client_properties, "linger.ms=5"],
             capture_output=True, text=True, timeout=600, check=False,
         )
     rates = re.findall(r"([\d.]+) records/sec", finished.stdout)
