@@ -106,8 +106,8 @@ def ensure_server_certificate(authority: Authority, hosts: Iterable[str], certif
         .sign(authority.key, hashes.SHA256())
     )
     # The key first: a certificate never stands beside a key that is not its own for longer than a rename.
-    _write(key_file, _pem_key(key), PRIVATE)
-    _write(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
+    write_replacing(key_file, _pem_key(key), PRIVATE)
+    write_replacing(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
     logger.info("issued %s for %s, signed by %s", certificate_file, ", ".join(hosts), authority.certificate_file)
     return True
 
@@ -134,8 +134,8 @@ def _make_authority(certificate_file: Path, key_file: Path) -> None:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    _write(key_file, _pem_key(key), PRIVATE)
-    _write(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
+    write_replacing(key_file, _pem_key(key), PRIVATE)
+    write_replacing(certificate_file, certificate.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
 
 def _still_good(authority: Authority, hosts: list[str], certificate_file: Path, key_file: Path) -> bool:
@@ -178,7 +178,7 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
                              serialization.NoEncryption())
 
 
-def _write(path: Path, content: bytes, mode: int) -> None:
+def write_replacing(path: Path, content: bytes, mode: int) -> None:
     """Replace ``path`` with ``content`` at ``mode``: a new file, so that a key never sits for a moment under an
     older file's wider permissions, and a reader sees the old file or the new one, never half of one."""
     draft = path.with_name(f".{path.name}.draft")

@@ -44,10 +44,10 @@ def client_security(settings: Settings, principal: str) -> dict[str, object]:
     and password, and the CA whose certificate the broker's must be signed by (and name the broker's host)."""
     if not settings.kafka_secured:
         return {}
-    user, password = settings.kafka_credentials(principal)
+    user, password, mechanism = _login(settings, principal)
     return {
         "security.protocol": "sasl_ssl",
-        "sasl.mechanisms": ADMIN_MECHANISM if principal == ADMIN else settings.kafka_sasl_mechanism,
+        "sasl.mechanisms": mechanism,
         "sasl.username": user,
         "sasl.password": password,
         "ssl.ca.location": settings.kafka_ssl_ca_location,
@@ -62,8 +62,7 @@ def java_client_properties(settings: Settings, principal: str) -> dict[str, str]
     properties = {"bootstrap.servers": settings.kafka_bootstrap_servers}
     if not settings.kafka_secured:
         return properties
-    user, password = settings.kafka_credentials(principal)
-    mechanism = ADMIN_MECHANISM if principal == ADMIN else settings.kafka_sasl_mechanism
+    user, password, mechanism = _login(settings, principal)
     module = ("org.apache.kafka.common.security.plain.PlainLoginModule" if mechanism == ADMIN_MECHANISM
               else "org.apache.kafka.common.security.scram.ScramLoginModule")
     return properties | {
@@ -74,6 +73,12 @@ def java_client_properties(settings: Settings, principal: str) -> dict[str, str]
         "ssl.truststore.type": "PEM",
         "ssl.truststore.location": settings.kafka_ssl_ca_location,
     }
+
+
+def _login(settings: Settings, principal: str) -> tuple[str, str, str]:
+    """``principal``'s user, password and SASL mechanism: the admin's PLAIN, the stages' SCRAM."""
+    user, password = settings.kafka_credentials(principal)
+    return user, password, ADMIN_MECHANISM if principal == ADMIN else settings.kafka_sasl_mechanism
 
 
 def jaas_quoted(value: str) -> str:
@@ -135,7 +140,8 @@ def wait_for_kafka(settings: Settings, principal: str, *, timeout_s: float = 30.
         if not any(_accepts_connections(address) for address in settings.kafka_bootstrap_servers.split(",")):
             last_error = "connection refused"
             return False
-        admin = admin or admin_client(settings, principal, error_cb=on_error)
+        if admin is None:  # one client for every try (`admin or ...` would not do: an empty client is falsy)
+            admin = admin_client(settings, principal, error_cb=on_error)
         try:
             admin.list_topics(timeout=max(0.5, min(deadline - time.monotonic(), 2.0)))
             return True

@@ -277,9 +277,7 @@ class KafkaBroker:
         certificate, key = self.settings.tls_dir / "kafka.pem", self.settings.tls_dir / "kafka-key.pem"
         certificates.ensure_server_certificate(authority, names, certificate, key)
         keystore = self.settings.tls_dir / "kafka-keystore.pem"
-        keystore.touch(mode=0o600)
-        keystore.chmod(0o600)
-        keystore.write_bytes(key.read_bytes() + certificate.read_bytes())
+        certificates.write_replacing(keystore, key.read_bytes() + certificate.read_bytes(), certificates.PRIVATE)
         return keystore
 
     def _java(self, main_class: str, *args: str) -> list[str]:
@@ -358,9 +356,17 @@ class KafkaBroker:
             return False
         return process.poll() is None
 
-    def serve(self, external: str) -> NoReturn:
-        """Become the broker, in the foreground, logging to the console (a container's one process)."""
+    def serve(self, external: str, publish_ca: Path | None = None) -> NoReturn:
+        """Become the broker, in the foreground, logging to the console (a container's one process).
+
+        With ``SASL_SSL`` and ``publish_ca``, the authority's certificate (never its key) is copied there first,
+        for clients that share that folder only (compose's ``kafka-ca`` volume)."""
         self._write_config(external, console=True)
+        if publish_ca is not None and self.settings.kafka_secured:
+            authority = certificates.authority_certificate_file(self.settings.tls_dir)
+            publish_ca.parent.mkdir(parents=True, exist_ok=True)
+            certificates.write_replacing(publish_ca, authority.read_bytes(), certificates.PUBLIC)
+            logger.info("published the broker's CA certificate at %s", publish_ca)
         self._format_storage_once()
         command = self._java("kafka.Kafka", str(self.config_file))
         os.execv(command[0], command)  # noqa: S606 - becomes the broker, with the stack's own paths
@@ -644,6 +650,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="with serve and ready")
     parser.add_argument("--external", metavar="HOST:PORT",
                         help=f"serve kafka: the address clients outside its network reach port {EXTERNAL_PORT} at")
+    parser.add_argument("--publish-ca", metavar="FILE", type=Path,
+                        help="serve kafka with SASL_SSL: copy the CA's certificate (not its key) to FILE, "
+                             "a folder the clients share")
     args = parser.parse_args(argv)
     if (args.command in ("serve", "ready")) != (args.service is not None):
         parser.error("serve and ready take a service (kafka or postgres), the other commands none")
@@ -655,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             ready = KafkaBroker(settings).is_ready() if args.service == "kafka" else PostgresServer(settings).is_ready()
             return 0 if ready else 1
         if args.command == "serve" and args.service == "kafka":
-            KafkaBroker(settings).serve(args.external or settings.kafka_bootstrap_servers)
+            KafkaBroker(settings).serve(args.external or settings.kafka_bootstrap_servers, args.publish_ca)
         if args.command == "serve":
             PostgresServer(settings).serve()
         if args.command == "grant":

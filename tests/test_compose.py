@@ -1,12 +1,18 @@
 """``make compose-up`` for real: the whole system in containers, scaled, hurt, and counted exactly once.
 
 From nothing (the engine, Compose and the base image are installed or made by ``make compose-up`` itself), it
-starts the compose stack as its own project on free ports, scales voting to 3 and the Spark workers to 2, seeds
+starts the compose stack as its own project on free ports, with Kafka secured (``KAFKA_SECURITY_PROTOCOL=SASL_SSL``:
+every stage through TLS as its own user, with ACLs), scales voting to 3 and the Spark workers to 2, seeds
 20,000 voters through the ``seed`` service, checks on the Spark master that the counting job has executors on
 both workers, SIGKILLs one worker and restarts Kafka while votes flow, then waits until the results on the
 ``aggregated_*`` topics equal the ``votes`` table, and the dashboard shows every vote. ``make compose-down
 ARGS=-v`` removes it all but the image. Every step has a deadline; when one fails, the services' last log
 lines are printed.
+
+The run is the secured one because it takes every path the PLAINTEXT one does (the same services, images and
+code) and more: the CA shared on its volume, the users made by ``kafka-grant``, Spark's executors on the workers
+logging in. PLAINTEXT's compose file is checked statically (tests/test_docker_compose.py), and the PLAINTEXT
+clients run against a real broker in every other integration test.
 """
 
 from __future__ import annotations
@@ -15,15 +21,17 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import psycopg2
 import pytest
 
-from realtime_voting import dashboard_data, topics, waiting
+from realtime_voting import dashboard_data, kafka_io, topics, waiting
 from realtime_voting.db import query
 from realtime_voting.settings import REPO_ROOT, Settings
 from tests.support.browser import chromium_page, metric_value, open_when_served
@@ -33,7 +41,8 @@ pytestmark = [pytest.mark.compose, pytest.mark.browser]
 
 VOTERS = 20_000
 PROJECT = "realtime-voting-test"
-SERVICES = ("kafka", "postgres", "spark-master", "spark-worker", "spark-job", "seed", "voting", "dashboard")
+SERVICES = ("kafka", "postgres", "spark-master", "spark-worker", "spark-job", "kafka-grant", "seed", "voting",
+            "dashboard")
 
 
 class ComposeStack:
@@ -49,9 +58,14 @@ class ComposeStack:
             "DASHBOARD_PUBLISHED_PORT": str(dashboard), "SPARK_UI_PUBLISHED_PORT": str(spark_ui),
             # Votes paced (200 a second per replica) so that the faults land while they flow.
             "VOTING_RATE": "200",
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         }
-        defaults = Settings.from_env({})
-        self.settings = replace(defaults, kafka_bootstrap_servers=f"localhost:{kafka}", postgres_port=postgres)
+        # This test's own view from the host, through the published ports: as the dashboard's user, trusting the
+        # CA that the broker publishes (copied out of the container by trust_the_brokers_ca).
+        self.ca_file = Path(tempfile.mkdtemp(prefix="compose-test-ca-")) / "ca.pem"
+        self.settings = replace(Settings.from_env({"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"}),
+                                kafka_bootstrap_servers=f"localhost:{kafka}", postgres_port=postgres,
+                                kafka_ssl_ca_location=str(self.ca_file))
         self.dashboard_url = f"http://localhost:{dashboard}"
         self.spark_ui_url = f"http://localhost:{spark_ui}"
 
@@ -80,6 +94,10 @@ class ComposeStack:
                                 capture_output=True, text=True, timeout=60)
         return f"--- last {lines} log lines of each service ---\n{result.stdout[-12000:]}"
 
+    def trust_the_brokers_ca(self) -> None:
+        """Copy the CA certificate that the broker published on the kafka-ca volume, as docs/docker.md says."""
+        self.compose("cp", "kafka:/app/.local/kafka-ca/ca.pem", str(self.ca_file))
+
     def containers(self, service: str) -> list[str]:
         return self.compose("ps", "--quiet", service).split()
 
@@ -105,9 +123,11 @@ def stack() -> Iterator[ComposeStack]:
         started = time.monotonic()
         compose.make("compose-up", timeout_s=1800)
         print(f"make compose-up took {time.monotonic() - started:.0f}s")
+        compose.trust_the_brokers_ca()
         yield compose
     finally:
         compose.make("compose-down", "ARGS=-v", timeout_s=300)
+        shutil.rmtree(compose.ca_file.parent, ignore_errors=True)
 
 
 def spark_master_state(stack: ComposeStack) -> dict:
@@ -142,6 +162,9 @@ def totals_match_the_votes_table(stack: ComposeStack, reader: dashboard_data.Res
 @pytest.mark.timeout(1800)
 def test_the_compose_stack_scaled_and_hurt_counts_every_vote_exactly_once(stack):
     running = {name: stack.containers(name) for name in ("kafka", "postgres", "spark-master")}
+    with pytest.raises(kafka_io.KafkaUnavailable):  # the published port asks who is there
+        kafka_io.wait_for_kafka(replace(stack.settings, kafka_security_protocol="PLAINTEXT"), kafka_io.DASHBOARD,
+                                timeout_s=5)
     stack.compose("up", "-d", "--wait", "--scale", "voting=3", "--scale", "spark-worker=2", timeout_s=600)
     assert len(stack.containers("voting")) == 3
     assert {name: stack.containers(name) for name in running} == running, "scaling recreated running services"

@@ -27,7 +27,16 @@ SHARED_COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "compose-spec.json"
 COMPOSE_SCHEMA = SHARED_COMPOSE_SCHEMA if SHARED_COMPOSE_SCHEMA.is_file() else (
     REPO_ROOT / "tests" / "data" / "compose-spec.json")
 
-SERVICES = {"kafka", "postgres", "spark-master", "spark-worker", "spark-job", "seed", "voting", "dashboard"}
+SERVICES = {"kafka", "postgres", "spark-master", "spark-worker", "spark-job", "kafka-grant", "seed", "voting",
+            "dashboard"}
+# Who holds each Kafka password: the services that log in as its user, and kafka-grant, which makes the users.
+KAFKA_PASSWORD_HOLDERS = {
+    "KAFKA_ADMIN_PASSWORD": {"kafka", "kafka-grant"},
+    "KAFKA_SEEDING_PASSWORD": {"seed", "kafka-grant"},
+    "KAFKA_VOTING_PASSWORD": {"voting", "dashboard", "kafka-grant"},  # the ballot page casts votes
+    "KAFKA_COUNTING_PASSWORD": {"spark-job", "kafka-grant"},
+    "KAFKA_DASHBOARD_PASSWORD": {"dashboard", "kafka-grant"},
+}
 # Services that may run several times (`--scale`): no fixed name, no fixed host port.
 SCALABLE = ("voting", "spark-worker")
 # Spark's own variables, which its Worker reads (not realtime_voting/settings.py).
@@ -211,14 +220,36 @@ def test_voting_and_spark_workers_can_scale(compose):
 
 
 def test_every_service_sets_every_declared_setting_and_only_those(compose):
-    names = declared_settings()
+    names = declared_settings() - set(KAFKA_PASSWORD_HOLDERS)  # each password only where it is used (below)
     for name, service in compose["services"].items():
         environment = environment_of(service)
         missing = names - set(environment)
         assert not missing, f"{name} does not set {sorted(missing)}, which realtime_voting/settings.py declares"
-        stale = set(environment) - names - SPARK_WORKER_VARIABLES
+        stale = set(environment) - names - set(KAFKA_PASSWORD_HOLDERS) - SPARK_WORKER_VARIABLES
         assert not stale, f"{name} sets {sorted(stale)}, which realtime_voting/settings.py does not declare"
         Settings.from_env(environment)  # and every value is one the settings accept
+
+
+def test_each_kafka_password_reaches_only_the_services_that_log_in_with_it(compose):
+    assert set(KAFKA_PASSWORD_HOLDERS) == {name for name in declared_settings() if name.endswith("_PASSWORD")
+                                           and name.startswith("KAFKA_")}, "a Kafka user without a row here"
+    for password, holders in KAFKA_PASSWORD_HOLDERS.items():
+        given_to = {name for name, service in compose["services"].items() if password in environment_of(service)}
+        assert given_to == holders, f"{password} is given to {sorted(given_to)}, not to {sorted(holders)}"
+
+
+def test_every_kafka_client_trusts_the_ca_the_broker_publishes_and_only_the_broker_holds_its_keys(compose):
+    services = compose["services"]
+    published = services["kafka"]["command"][services["kafka"]["command"].index("--publish-ca") + 1]
+    mounts = {name: [str(volume) for volume in service.get("volumes") or []] for name, service in services.items()}
+    for name, service in services.items():
+        assert environment_of(service)["KAFKA_SSL_CA_LOCATION"] == published, name
+        if name in {"kafka", "postgres", "spark-master"}:
+            continue  # the broker itself, and the two services that talk to no Kafka
+        assert any(mount.endswith(":/app/.local/kafka-ca:ro") for mount in mounts[name]), (
+            f"{name} talks to Kafka without the kafka-ca volume mounted read-only")
+    holders = {name for name, volumes in mounts.items() if any("kafka-tls" in volume for volume in volumes)}
+    assert holders == {"kafka"}, f"the CA's and the broker's keys (kafka-tls) are mounted in {sorted(holders)}"
 
 
 def test_every_published_port_is_on_localhost_only_at_a_port_env_chooses(compose):
