@@ -15,6 +15,10 @@ Figures (the table, then one JSON line last):
                       message's size, and PostgreSQL's COPY rate for the voters rows
 - peak_rss_mb         the largest resident memory of any stage's Python process
 
+After the figures, where a micro-batch of the counting job's tallies query spends its time, in the latency phase
+(after its warm-up) and in the whole election: the median of each part of Spark's query progress
+(bench/breakdown.py).
+
 It checks its own result (the final totals equal the votes table) and exits non-zero if they differ.
 """
 
@@ -26,9 +30,10 @@ import os
 import sys
 from datetime import datetime
 
-from bench import BenchFailed, phases, references
+from bench import BenchFailed, breakdown, phases, references
 from bench.stages import Stages
 from realtime_voting import elections, kafka_io, waiting
+from realtime_voting.batch_progress import Batch
 from realtime_voting.cli import configure_logging, services_ready
 from realtime_voting.settings import Settings
 
@@ -49,8 +54,10 @@ def phase(name: str) -> None:
     print(f"[bench] {name}...", flush=True)
 
 
-def measure(base: Settings, args: argparse.Namespace, stages: Stages) -> dict[str, float]:
-    """Every figure, phase by phase; raises ``BenchFailed`` or ``waiting.TimedOut`` when one cannot be had."""
+def measure(base: Settings, args: argparse.Namespace, stages: Stages,
+            batches: dict[str, list[Batch]]) -> dict[str, float]:
+    """Every figure, phase by phase, and into ``batches`` the tallies query's micro-batches of the latency phase
+    and of the whole election; raises ``BenchFailed`` or ``waiting.TimedOut`` when one cannot be had."""
     figures: dict[str, float] = {}
     phase("references")
     figures["reference_copy_rows_per_s"] = references.copy_rate(base, min(args.voters, 200_000))
@@ -69,10 +76,11 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages) -> dict[st
             figures[f"vote_per_s_{args.workers}_workers"] = phases.vote_rate(parallel, args.voters, args.workers,
                                                                              stages)
     phase(f"latency at {args.rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up")
-    figures["e2e_latency_ms_p50"], figures["e2e_latency_ms_p95"] = phases.e2e_latency(
+    figures["e2e_latency_ms_p50"], figures["e2e_latency_ms_p95"], batches["latency phase"] = phases.e2e_latency(
         base, args.rate, args.seconds, args.warm_up, stages)
     phase(f"a whole election of {args.voters:,} voters, every stage at once")
-    figures["election_s"] = phases.whole_election(base, args.voters, args.workers, stages)
+    figures["election_s"], batches["whole election"] = phases.whole_election(base, args.voters, args.workers,
+                                                                             stages)
     figures["peak_rss_mb"] = stages.largest_peak_mb()
     return figures
 
@@ -112,12 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     logs = base.logs_dir / f"bench-{datetime.now():%Y%m%d-%H%M%S}"
     logs.mkdir(parents=True, exist_ok=True)
+    batches: dict[str, list[Batch]] = {}
     try:
-        figures = measure(base, args, Stages(logs))
+        figures = measure(base, args, Stages(logs), batches)
     except (BenchFailed, waiting.TimedOut) as error:
         print(f"bench FAILED: {error} (logs in {logs})", file=sys.stderr)
         return 1
     print_table(figures, args)
+    breakdown.print_breakdown(batches)
     print(json.dumps({key: round(value, 1) for key, value in figures.items()}))
     return 0
 

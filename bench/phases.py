@@ -6,7 +6,6 @@ election make an election of their own (``elections.throwaway``), removed afterw
 
 from __future__ import annotations
 
-import re
 import time
 from contextlib import ExitStack
 
@@ -14,7 +13,7 @@ from confluent_kafka import Producer
 
 from bench import results
 from bench.stages import Stages
-from realtime_voting import db, elections, kafka_io, people, topics, waiting
+from realtime_voting import batch_progress, db, elections, kafka_io, people, topics, waiting
 from realtime_voting.settings import Settings
 
 STAGE_TIMEOUT_S = 3600.0  # a million voters take minutes; an hour means something is stuck
@@ -53,23 +52,28 @@ def vote_rate(election: Settings, voters: int, workers: int, stages: Stages) -> 
 def spark_rate(election: Settings, stages: Stages) -> float:
     """``spark_rows_per_s``: ``spark_streaming.py --available-now`` over the backlog, rows over batch time of the
     slower of its two queries (from the job's own per-batch lines); the totals are checked after."""
-    log = stages.log("spark")
-    before = log.read_text().count("\n") if log.exists() else 0
     stages.run(election, "spark", "spark_streaming.py", "--available-now", log="spark", timeout_s=STAGE_TIMEOUT_S)
-    lines = log.read_text().splitlines()[before:]
     rates = {}
     for query in ("tallies", "dead_letters"):  # the job's query names (streaming.py)
-        batches = [re.search(r" batch \d+: (\d+) rows, [\d.]+ rows/s, (\d+) ms", line)
-                   for line in lines if f"{election.kafka_topic_prefix}{query} batch" in line]
-        rows = sum(int(match.group(1)) for match in batches if match)
-        millis = sum(int(match.group(2)) for match in batches if match)
-        rates[query] = rows / (millis / 1000) if millis else 0.0
+        batches = counting_batches(election, stages, query)
+        millis = sum(batch.millis for batch in batches)
+        rates[query] = sum(batch.rows for batch in batches) / (millis / 1000) if millis else 0.0
     results.check_totals(election)
     return min(rates.values())
 
 
-def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int, stages: Stages) -> tuple[float, float]:
-    """``e2e_latency_ms_p50``/``p95`` of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate.
+def counting_batches(election: Settings, stages: Stages, query: str = "tallies") -> list[batch_progress.Batch]:
+    """The micro-batches that read rows, of ``query`` of the counting job of ``election``, from its log."""
+    log = stages.log("spark")
+    name = f"{election.kafka_topic_prefix}{query}"  # the job's query names (streaming.py): one election's own
+    batches = (batch_progress.parse(line) for line in log.read_text().splitlines()) if log.exists() else ()
+    return [batch for batch in batches if batch is not None and batch.query == name]
+
+
+def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
+                stages: Stages) -> tuple[float, float, list[batch_progress.Batch]]:
+    """``e2e_latency_ms_p50``/``p95`` of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate,
+    and the tallies query's micro-batches meanwhile.
 
     The warm-up lets the JVM compile the job's code paths (its first micro-batches take seconds): the figure
     is that of a job that has been running, as it is during an election.
@@ -103,11 +107,24 @@ def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int, stages:
                           what=f"all {total:,} votes counted")
             shown = results.history(election)
             results.check_totals(election)
-            return results.latency_percentiles(election, shown, measured_from)
+            return (*results.latency_percentiles(election, shown, measured_from),
+                    after_warm_up(counting_batches(election, stages), rate * warm_up_s))
 
 
-def whole_election(base: Settings, voters: int, workers: int, stages: Stages) -> float:
-    """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once."""
+def after_warm_up(batches: list[batch_progress.Batch], warm_up_rows: int) -> list[batch_progress.Batch]:
+    """The batches after the first ``warm_up_rows`` rows (the first vote and the warm-up's votes)."""
+    counted = 0
+    for number, batch in enumerate(batches):
+        if counted >= warm_up_rows:
+            return batches[number:]
+        counted += batch.rows
+    return []
+
+
+def whole_election(base: Settings, voters: int, workers: int,
+                   stages: Stages) -> tuple[float, list[batch_progress.Batch]]:
+    """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once;
+    and the tallies query's micro-batches."""
     with elections.throwaway(base, "bench_election") as election, ExitStack() as running:
         started = time.perf_counter()
         for worker in range(workers):
@@ -118,4 +135,4 @@ def whole_election(base: Settings, voters: int, workers: int, stages: Stages) ->
                       what="exact final totals")
         elapsed = time.perf_counter() - started
         results.check_totals(election)
-        return elapsed
+        return elapsed, counting_batches(election, stages)

@@ -46,9 +46,10 @@ from collections.abc import Sequence
 from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the conventional name
-from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+from pyspark.sql.streaming import StreamingQuery
 
 from realtime_voting import db, kafka_io, topics
+from realtime_voting.batch_progress import ProgressLog
 from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
@@ -212,27 +213,6 @@ def dead_letters(classified: DataFrame, settings: Settings) -> DataFrame:
 
 
 # --- The job: sources, sinks, progress, and running until told to stop. ---
-
-class ProgressLog(StreamingQueryListener):
-    """One line per micro-batch: query, batch id, input rows, rows/s, latency."""
-
-    def onQueryStarted(self, event) -> None:  # noqa: N802 - Spark's listener API
-        logger.info("query %s started (id %s)", event.name, event.id)
-
-    def onQueryProgress(self, event) -> None:  # noqa: N802
-        progress = event.progress
-        if progress.numInputRows:
-            logger.info("%s batch %d: %d rows, %.0f rows/s, %d ms", progress.name, progress.batchId,
-                        progress.numInputRows, progress.processedRowsPerSecond,
-                        progress.durationMs.get("triggerExecution", 0))
-
-    def onQueryIdle(self, event) -> None:  # noqa: N802
-        pass
-
-    def onQueryTerminated(self, event) -> None:  # noqa: N802
-        if event.exception:
-            logger.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
-
 
 def kafka_options(settings: Settings) -> dict[str, str]:
     """The counting job's Kafka client settings (the servers, and who it is with SASL_SSL), as Spark's ``kafka.*``
