@@ -2,7 +2,7 @@
 
 A line reads ``tallies batch 12: 1000 rows, 950 rows/s, 1052 ms; addBatch=900 latestOffset=3 ...``: the query,
 its batch, input rows, rows per second and the whole trigger's milliseconds, then the parts of
-``StreamingQueryProgress`` that say where a batch's fixed cost goes (``BREAKDOWN``). The bench reads these lines
+``StreamingQueryProgress`` that say where a batch's fixed cost goes (``breakdown``). The bench reads these lines
 back with ``parse`` (``bench.phases``), so that its output shows the same breakdown to the next person.
 """
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from pyspark.sql.streaming import StreamingQueryListener
 
+# The counting job's logger: its progress lines read as the job's own, as they did before they moved here.
 logger = logging.getLogger("realtime_voting.streaming")
 
 # The trigger's phases (``durationMs``), in the order a micro-batch runs them.

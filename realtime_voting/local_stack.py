@@ -363,9 +363,9 @@ class KafkaBroker:
         for clients that share that folder only (compose's ``kafka-ca`` volume)."""
         self._write_config(external, console=True)
         if publish_ca is not None and self.settings.kafka_secured:
-            authority = certificates.authority_certificate_file(self.settings.tls_dir)
+            authority_certificate = certificates.authority_certificate_file(self.settings.tls_dir)
             publish_ca.parent.mkdir(parents=True, exist_ok=True)
-            certificates.write_replacing(publish_ca, authority.read_bytes(), certificates.PUBLIC)
+            certificates.write_replacing(publish_ca, authority_certificate.read_bytes(), certificates.PUBLIC)
             logger.info("published the broker's CA certificate at %s", publish_ca)
         self._format_storage_once()
         command = self._java("kafka.Kafka", str(self.config_file))

@@ -46,7 +46,8 @@ def test_a_line_without_a_breakdown_still_reads_and_other_lines_do_not():
 
 
 def test_a_rate_spark_reports_as_not_a_number_is_logged_as_zero():
-    assert parse(line(PROGRESS | {"processedRowsPerSecond": float("nan")})) is not None
+    logged = line(PROGRESS | {"processedRowsPerSecond": float("nan")})
+    assert " 0 rows/s, " in logged and parse(logged) is not None
 
 
 def test_the_medians_are_per_part_with_a_missing_part_as_zero():
