@@ -37,6 +37,10 @@ from realtime_voting.batch_progress import Batch
 from realtime_voting.cli import configure_logging, services_ready
 from realtime_voting.settings import Settings
 
+# The phases in the order they run. "backlog" is seeding, voting with one process and counting with Spark, in
+# that order over one election: each needs the one before.
+PHASES = ("references", "backlog", "parallel", "latency", "election")
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench",
@@ -47,7 +51,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warm-up", type=int, default=15,
                         help="seconds of votes at the same rate before the latency phase measures")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="voting.py processes, 2nd run")
-    return parser.parse_args(argv)
+    parser.add_argument("--phase", action="append", choices=PHASES, dest="phases", metavar="PHASE",
+                        help=f"run only this phase (repeatable; default all, in this order: {', '.join(PHASES)}); "
+                             "for comparing one setting's effect with several short runs")
+    args = parser.parse_args(argv)
+    args.phases = args.phases or list(PHASES)
+    return args
 
 
 def phase(name: str) -> None:
@@ -59,56 +68,69 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages,
     """Every figure, phase by phase, and into ``batches`` the tallies query's micro-batches of the latency phase
     and of the whole election; raises ``BenchFailed`` or ``waiting.TimedOut`` when one cannot be had."""
     figures: dict[str, float] = {}
-    phase("references")
-    figures["reference_copy_rows_per_s"] = references.copy_rate(base, min(args.voters, 200_000))
-    figures["reference_producer_msgs_per_s"] = references.producer_rate(base, min(args.voters, 500_000))
-    with elections.throwaway(base, "bench_backlog") as backlog:
-        phase(f"seeding {args.voters:,} voters")
-        figures["seed_voters_per_s"] = phases.seed_rate(backlog, args.voters, stages)
-        phase("voting with 1 process")
-        figures["vote_per_s"] = phases.vote_rate(backlog, args.voters, 1, stages)
-        phase("counting the backlog with Spark (--available-now)")
-        figures["spark_rows_per_s"] = phases.spark_rate(backlog, stages)
-    if args.workers > 1:
+    if "references" in args.phases:
+        phase("references")
+        figures["reference_copy_rows_per_s"] = references.copy_rate(base, min(args.voters, 200_000))
+        figures["reference_producer_msgs_per_s"] = references.producer_rate(base, min(args.voters, 500_000))
+    if "backlog" in args.phases:
+        with elections.throwaway(base, "bench_backlog") as backlog:
+            phase(f"seeding {args.voters:,} voters")
+            figures["seed_voters_per_s"] = phases.seed_rate(backlog, args.voters, stages)
+            phase("voting with 1 process")
+            figures["vote_per_s"] = phases.vote_rate(backlog, args.voters, 1, stages)
+            phase("counting the backlog with Spark (--available-now)")
+            figures["spark_rows_per_s"] = phases.spark_rate(backlog, stages)
+    if "parallel" in args.phases and args.workers > 1:
         phase(f"voting with {args.workers} processes")
         with elections.throwaway(base, "bench_parallel") as parallel:
             phases.seed(parallel, args.voters, stages)
             figures[f"vote_per_s_{args.workers}_workers"] = phases.vote_rate(parallel, args.voters, args.workers,
                                                                              stages)
-    phase(f"latency at {args.rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up")
-    figures["e2e_latency_ms_p50"], figures["e2e_latency_ms_p95"], batches["latency phase"] = phases.e2e_latency(
-        base, args.rate, args.seconds, args.warm_up, stages)
-    phase(f"a whole election of {args.voters:,} voters, every stage at once")
-    figures["election_s"], batches["whole election"] = phases.whole_election(base, args.voters, args.workers,
-                                                                             stages)
+    if "latency" in args.phases:
+        phase(f"latency at {args.rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up")
+        figures["e2e_latency_ms_p50"], figures["e2e_latency_ms_p95"], batches["latency phase"] = (
+            phases.e2e_latency(base, args.rate, args.seconds, args.warm_up, stages))
+    if "election" in args.phases:
+        phase(f"a whole election of {args.voters:,} voters, every stage at once")
+        figures["election_s"], batches["whole election"], cpu = phases.whole_election(base, args.voters,
+                                                                                     args.workers, stages)
+        figures |= {f"cpu_s_per_1000_voters_{stage}": seconds * 1000 / args.voters for stage, seconds in cpu.items()}
     figures["peak_rss_mb"] = stages.largest_peak_mb()
     return figures
 
 
 def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
-    copy_rate, producer_rate = figures["reference_copy_rows_per_s"], figures["reference_producer_msgs_per_s"]
-    rows = [
-        ("reference: PostgreSQL COPY, voters rows/s", copy_rate, ""),
-        ("reference: Kafka ProducerPerformance, msgs/s", producer_rate, ""),
-        ("seed_voters_per_s", figures["seed_voters_per_s"],
-         f"{figures['seed_voters_per_s'] / min(copy_rate, producer_rate):.0%} of the slower reference"),
-        ("vote_per_s (1 process)", figures["vote_per_s"], f"{figures['vote_per_s'] / copy_rate:.0%} of COPY"),
-    ]
-    for key, value in figures.items():
-        if key.startswith("vote_per_s_"):
-            rows.append((key, value, f"{value / copy_rate:.0%} of COPY"))
-    rows += [
-        ("spark_rows_per_s", figures["spark_rows_per_s"], f"{figures['spark_rows_per_s'] / producer_rate:.0%} of "
-                                                          "the producer reference"),
-        ("e2e_latency_ms_p50", figures["e2e_latency_ms_p50"], f"at {args.rate:,} votes/s"),
-        ("e2e_latency_ms_p95", figures["e2e_latency_ms_p95"], f"at {args.rate:,} votes/s"),
-        ("election_s", figures["election_s"], f"{args.voters:,} voters"),
-        ("peak_rss_mb (largest Python process)", figures["peak_rss_mb"], ""),
-    ]
+    """The figures measured, each beside its physical reference when the references were measured too."""
+    copy_rate, producer_rate = figures.get("reference_copy_rows_per_s"), figures.get("reference_producer_msgs_per_s")
+
+    def share(value: float, reference: float | None, of: str) -> str:
+        return f"{value / reference:.0%} of {of}" if reference else ""
+
+    labels = {
+        "reference_copy_rows_per_s": "reference: PostgreSQL COPY, voters rows/s",
+        "reference_producer_msgs_per_s": "reference: Kafka ProducerPerformance, msgs/s",
+        "vote_per_s": "vote_per_s (1 process)",
+        "peak_rss_mb": "peak_rss_mb (largest Python process)",
+    }
+    notes = {
+        "seed_voters_per_s": lambda value: share(value, min(copy_rate or 0, producer_rate or 0),
+                                                 "the slower reference"),
+        "spark_rows_per_s": lambda value: share(value, producer_rate, "the producer reference"),
+        "e2e_latency_ms_p50": lambda value: f"at {args.rate:,} votes/s",
+        "e2e_latency_ms_p95": lambda value: f"at {args.rate:,} votes/s",
+        "election_s": lambda value: f"{args.voters:,} voters",
+    }
     print()
     print(f"{'figure':<48} {'value':>12}  note")
-    for name, value, note in rows:
-        print(f"{name:<48} {value:>12,.1f}  {note}")
+    for key, value in figures.items():
+        if key.startswith("vote_per_s"):
+            note = share(value, copy_rate, "COPY")
+        elif key.startswith("cpu_s_per_1000_voters_"):
+            note = "in the whole election: the stage's processes and their children"
+        else:
+            note = notes.get(key, lambda value: "")(value)
+        digits = 2 if key.startswith("cpu_") else 1
+        print(f"{labels.get(key, key):<48} {value:>12,.{digits}f}  {note}")
     print()
 
 
@@ -128,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print_table(figures, args)
     breakdown.print_breakdown(batches)
-    print(json.dumps({key: round(value, 1) for key, value in figures.items()}))
+    print(json.dumps({key: round(value, 2 if key.startswith("cpu_") else 1) for key, value in figures.items()}))
     return 0
 
 

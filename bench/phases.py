@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from confluent_kafka import Producer
 
 from bench import results
-from bench.stages import Stages
+from bench.stages import Stage, Stages, services_cpu_seconds
 from realtime_voting import batch_progress, db, elections, kafka_io, people, topics, waiting
 from realtime_voting.settings import Settings
 
@@ -20,9 +20,9 @@ STAGE_TIMEOUT_S = 3600.0  # a million voters take minutes; an hour means somethi
 SEED_BATCH = "5000"
 
 
-def seed(election: Settings, voters: int, stages: Stages) -> None:
+def seed(election: Settings, voters: int, stages: Stages) -> Stage:
     """``main.py`` registers ``voters`` offline voters (and the candidates) and publishes them."""
-    stages.run(election, "seed", "main.py", "--source", "offline", "--voters", str(voters),
+    return stages.run(election, "seed", "main.py", "--source", "offline", "--voters", str(voters),
                "--batch-size", SEED_BATCH, log="seed", timeout_s=STAGE_TIMEOUT_S)
 
 
@@ -122,17 +122,23 @@ def after_warm_up(batches: list[batch_progress.Batch], warm_up_rows: int) -> lis
 
 
 def whole_election(base: Settings, voters: int, workers: int,
-                   stages: Stages) -> tuple[float, list[batch_progress.Batch]]:
+                   stages: Stages) -> tuple[float, list[batch_progress.Batch], dict[str, float]]:
     """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once;
-    and the tallies query's micro-batches."""
+    the tallies query's micro-batches; and the CPU seconds each stage (and the local broker and PostgreSQL) took
+    meanwhile, by name."""
     with elections.throwaway(base, "bench_election") as election, ExitStack() as running:
+        services_before = services_cpu_seconds(base)
         started = time.perf_counter()
-        for worker in range(workers):
-            running.enter_context(stages.start(election, f"voting-{worker}", "voting.py", log="voting"))
-        running.enter_context(stages.start(election, "spark", "spark_streaming.py", log="spark"))
-        seed(election, voters, stages)
+        voting = [running.enter_context(stages.start(election, f"voting-{worker}", "voting.py", log="voting"))
+                  for worker in range(workers)]
+        counting = running.enter_context(stages.start(election, "spark", "spark_streaming.py", log="spark"))
+        seeding = seed(election, voters, stages)
         waiting.until(lambda: results.votes_counted(election) >= voters, timeout_s=STAGE_TIMEOUT_S, every_s=1.0,
                       what="exact final totals")
         elapsed = time.perf_counter() - started
+        cpu = {"seeding": seeding.cpu_seconds, "voting": sum(stage.cpu_seconds for stage in voting),
+               "counting": counting.cpu_seconds}
+        cpu |= {name: seconds - services_before[name] for name, seconds in services_cpu_seconds(base).items()
+                if name in services_before}
         results.check_totals(election)
-        return elapsed, counting_batches(election, stages)
+        return elapsed, counting_batches(election, stages), cpu

@@ -1,7 +1,9 @@
-"""The pipeline's scripts run as processes for the bench, each sampled for its peak resident memory.
+"""The pipeline's scripts run as processes for the bench, each sampled for its peak resident memory and its CPU.
 
 Starting and stopping them is ``realtime_voting.processes``' job, as for ``make demo`` and the tests; this adds
-what only the bench wants: one folder of logs for a run, and the peak memory of every stage's Python process.
+what only the bench wants: one folder of logs for a run, the peak memory of every stage's Python process, and
+the CPU time of every stage with its children (the counting job's JVM is a child of ``spark_streaming.py``) and of
+the local stack's broker and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,9 +18,38 @@ import psutil
 
 from bench import BenchFailed
 from realtime_voting import processes
+from realtime_voting.local_stack import KafkaBroker, PostgresServer
 from realtime_voting.settings import Settings
 
 SAMPLE_EVERY_S = 0.2
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    """User and system CPU seconds of ``process`` and of its descendants, those that ended included (a process's
+    ``children_*`` times are those of the children it has waited for, such as PostgreSQL's ended backends)."""
+    total = 0.0
+    for member in (process, *process.children(recursive=True)):
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue  # it ended after the listing; its parent counts it once it has waited for it
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def services_cpu_seconds(settings: Settings) -> dict[str, float]:
+    """CPU seconds so far of the local stack's broker and PostgreSQL (``make up``), by name; only those running
+    here (a stack in containers or elsewhere is not measured)."""
+    postmaster = PostgresServer(settings).data_dir / "postmaster.pid"
+    pids = {"kafka": KafkaBroker(settings).pid(),
+            "postgres": int(postmaster.read_text().split()[0]) if postmaster.exists() else None}
+    seconds = {}
+    for name, pid in pids.items():
+        try:
+            seconds[name] = cpu_seconds(psutil.Process(pid)) if pid else None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            seconds[name] = None
+    return {name: value for name, value in seconds.items() if value is not None}
 
 
 class Stages:
@@ -35,20 +66,25 @@ class Stages:
         """``python <argv>`` with ``election`` as its settings, its output appended to ``log(log)``."""
         return Stage(name, processes.start(election, *argv, log=self.log(log)), self.log(log), self.peak_rss)
 
-    def run(self, election: Settings, name: str, *argv: str, log: str, timeout_s: float) -> None:
-        """``start`` and wait for a successful exit (``BenchFailed`` otherwise)."""
+    def run(self, election: Settings, name: str, *argv: str, log: str, timeout_s: float) -> Stage:
+        """``start`` and wait for a successful exit (``BenchFailed`` otherwise); the stage, ended."""
         with self.start(election, name, *argv, log=log) as stage:
             stage.wait(timeout_s)
+        return stage
 
     def largest_peak_mb(self) -> float:
         return max(self.peak_rss.values(), default=0) / 2**20
 
 
 class Stage:
-    """One running stage; stopped (``processes.stop``) on leaving a ``with`` block if it is still running."""
+    """One running stage; stopped (``processes.stop``) on leaving a ``with`` block if it is still running.
+
+    ``cpu_seconds`` is its CPU time with its children's as last sampled (every ``SAMPLE_EVERY_S``).
+    """
 
     def __init__(self, name: str, process: subprocess.Popen, log: Path, peak_rss: dict[str, int]) -> None:
         self.name, self.process, self.log = name, process, log
+        self.cpu_seconds = 0.0
         self._peak_rss = peak_rss
         threading.Thread(target=self._sample, name=f"rss-{name}", daemon=True).start()
 
@@ -57,7 +93,8 @@ class Stage:
             process = psutil.Process(self.process.pid)
             while self.process.poll() is None:
                 self._peak_rss[self.name] = max(self._peak_rss.get(self.name, 0), process.memory_info().rss)
-                time.sleep(SAMPLE_EVERY_S)  # the sampling interval of the memory figure
+                self.cpu_seconds = max(self.cpu_seconds, cpu_seconds(process))
+                time.sleep(SAMPLE_EVERY_S)  # the sampling interval of the memory and CPU figures
         except psutil.NoSuchProcess:
             pass  # it ended between two samples
 
