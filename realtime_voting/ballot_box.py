@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 # one's stored vote, new or earlier. ``candidate_id`` is null for a voter with no standing candidate chosen.
 STORE_VOTES = """
 WITH ballot AS (
-    SELECT voter_id, ballot.candidate_id, address_state, address_country, gender, date_of_birth
+    SELECT voter_id, ballot.candidate_id, address_state, gender, date_of_birth
     FROM unnest(%(voter_ids)s::text[], %(candidate_ids)s::text[]) AS ballot (voter_id, candidate_id)
     JOIN voters USING (voter_id)
 ), inserted AS (
@@ -53,7 +53,7 @@ WITH ballot AS (
     ON CONFLICT (voter_id) DO NOTHING
     RETURNING voter_id, candidate_id, voting_time
 )
-SELECT ballot.voter_id, ballot.address_state, ballot.address_country, ballot.gender, ballot.date_of_birth,
+SELECT ballot.voter_id, ballot.address_state, ballot.gender, ballot.date_of_birth,
        coalesce(inserted.candidate_id, earlier.candidate_id), coalesce(inserted.voting_time, earlier.voting_time),
        inserted.voter_id IS NOT NULL
 FROM ballot
@@ -113,7 +113,7 @@ class StoredBatch:
 class VoterState(NamedTuple):
     """A registered voter of a batch as the store statement sees them (one row of its answer)."""
 
-    voter: tuple  # address_state, address_country, gender, date_of_birth: the voter's fields in a vote message
+    voter: tuple  # address_state, gender, date_of_birth: the voter's fields in a vote message
     candidate_id: str | None  # their stored vote's candidate; None if they have not voted (and did not now)
     voting_time: datetime | None
     new: bool  # their vote was stored by this statement
@@ -242,20 +242,6 @@ class BallotBox:
         return states
 
     def _vote(self, voter_id: str, candidate_id: str, voting_time: datetime, voter: tuple) -> Vote:
-        candidate = self.candidates.get(candidate_id)
-        if candidate is None:  # a vote stored for a candidate added after this process started
-            self.reload_candidates()
-            candidate = self.candidates[candidate_id]
-        address_state, address_country, gender, date_of_birth = voter
-        return Vote(
-            voter_id=voter_id,
-            candidate_id=candidate_id,
-            voting_time=voting_time.astimezone(UTC),
-            candidate_name=candidate.candidate_name,
-            party_affiliation=candidate.party_affiliation,
-            photo_url=candidate.photo_url,
-            address_state=address_state,
-            address_country=address_country,
-            gender=gender,
-            date_of_birth=date_of_birth,
-        )
+        address_state, gender, date_of_birth = voter
+        return Vote(voter_id=voter_id, candidate_id=candidate_id, voting_time=voting_time.astimezone(UTC),
+                    address_state=address_state, gender=gender, date_of_birth=date_of_birth)

@@ -252,13 +252,14 @@ def show_candidates(candidates: list[Candidate]) -> None:
                 st.caption(candidate.campaign_platform)
 
 
-def show_cast(result: CastResult) -> None:
+def show_cast(result: CastResult, chosen: str) -> None:
+    """What became of the ballot; ``chosen`` is the candidate it named, as the ballot showed them."""
     vote = result.vote
     if result.already_voted:
         st.warning(f"You have already voted, on {utc(vote.voting_time)}. A voter votes once: this ballot was not "
                    "counted, your vote stands.")
         return
-    st.success(f"Your vote for {vote.candidate_name} ({vote.party_affiliation}) was cast on "
+    st.success(f"Your vote for {chosen} was cast on "
                f"{utc(vote.voting_time)}. It appears on the results page within seconds.")
     st.page_link(RESULTS_PAGE, label="See the results", icon=":material/bar_chart:")
 
@@ -267,7 +268,7 @@ def show_ballot(settings: Settings, elector: Elector) -> None:
     st.write(f"Signed in as **{elector.voter_name}** (voter ID `{elector.voter_id}`).")
     st.button("Sign out", on_click=sign_out)
     if CAST in st.session_state:
-        show_cast(st.session_state[CAST])
+        show_cast(*st.session_state[CAST])
         return
     if elector.voted_at is not None:
         st.info(f"You have already voted, on {utc(elector.voted_at)}. A voter votes once: your vote stands.")
@@ -301,7 +302,7 @@ def show_ballot(settings: Settings, elector: Elector) -> None:
     if not result.accepted:
         st.error(f"Your vote was not cast: {result.rejection}.")
         return
-    st.session_state[CAST] = result
+    st.session_state[CAST] = (result, names[choice])
     st.session_state[ELECTOR] = replace(elector, voted_at=result.vote.voting_time)
     st.rerun()
 

@@ -1,13 +1,17 @@
 """The election's records and their Kafka messages, each defined once and used by every stage.
 
-- ``Candidate`` and ``Voter`` are rows of the ``candidates`` and ``voters`` tables; a ``Voter`` is also the
-  message on ``voters_topic``.
-- ``Vote`` is the message on ``votes_topic``: the ballot plus what the tallies group by (the candidate's
-  name, party and photo; the voter's state, country, gender and date of birth). It deliberately carries no
-  email, phone number, street address or picture.
+- ``Candidate`` and ``Voter`` are rows of the ``candidates`` and ``voters`` tables.
+- The message on ``voters_topic`` is a voter's ID alone (``Voter.to_message``): its one reader, the voting stage,
+  reads everything else about the voter from the ``voters`` table, the register of record. So no registration
+  number (the ballot page's sign-in secret), contact detail or picture is ever on Kafka.
+- ``Vote`` is the message on ``votes_topic``: the ballot (voter, candidate, time) and what the tallies group by
+  that only the voter has (state, gender, date of birth). The candidate's name, party and photo are not in it:
+  the counting job takes them from the ``candidates`` table. Every consumer parses every byte of every message,
+  so a message carries what its consumers need and nothing else.
 
 Messages are UTF-8 JSON objects; dates are ISO 8601 (``YYYY-MM-DD``), times ISO 8601 in UTC with an offset.
-``VOTE_FIELDS`` names the vote message's fields and JSON types; the Spark job builds its schema from it.
+``VOTE_FIELDS`` names the vote message's fields and JSON types, the contract that the counting job's
+``classify_votes`` checks every message against.
 """
 
 from __future__ import annotations
@@ -81,7 +85,12 @@ class Voter:
     registered_age: int
 
     def to_message(self) -> bytes:
-        return _encode(self)
+        """The voter's message on ``voters_topic``: ``{"voter_id": ...}`` (``VOTER_MESSAGE_FIELDS``)."""
+        return orjson.dumps({"voter_id": self.voter_id})
+
+
+# The voter message's fields: the voting stage needs the ID alone (``voter_id_of``).
+VOTER_MESSAGE_FIELDS = ("voter_id",)
 
 
 @dataclass(frozen=True)
@@ -89,14 +98,9 @@ class Vote:
     voter_id: str
     candidate_id: str
     voting_time: datetime
-    candidate_name: str
-    party_affiliation: str
-    photo_url: str
     address_state: str
-    address_country: str
     gender: str
     date_of_birth: date | None
-    vote: int = 1
 
     def to_message(self) -> bytes:
         return _encode(self)
@@ -107,14 +111,9 @@ VOTE_FIELDS: tuple[tuple[str, str], ...] = (
     ("voter_id", "string"),
     ("candidate_id", "string"),
     ("voting_time", "timestamp"),
-    ("candidate_name", "string"),
-    ("party_affiliation", "string"),
-    ("photo_url", "string"),
     ("address_state", "string"),
-    ("address_country", "string"),
     ("gender", "string"),
     ("date_of_birth", "date"),
-    ("vote", "integer"),
 )
 
 

@@ -126,8 +126,14 @@ class Settings:
         "SPARK_DEAD_LETTER_TRIGGER_SECONDS", 5.0, "micro-batch interval of the counting job's dead-letter query")
     spark_max_offsets_per_trigger: int = setting(
         "SPARK_MAX_OFFSETS_PER_TRIGGER", 200_000, "the most votes one micro-batch reads")
+    # One: a state store per stateful operator and partition is committed every micro-batch, and on one machine
+    # each more partition is more fixed cost per batch than it gains in parallel work (bench/README.md).
     spark_shuffle_partitions: int = setting(
-        "SPARK_SHUFFLE_PARTITIONS", 2, "shuffle partitions (and state stores per operator); raise it on a cluster")
+        "SPARK_SHUFFLE_PARTITIONS", 1, "shuffle partitions (and state stores per operator); raise it on a cluster")
+    # Off by default: the UI's listeners record every micro-batch's jobs, stages and SQL plans, CPU the counting job
+    # needs on a small machine. On, it serves on port 4040 of the job's host (the next free port above if taken).
+    spark_ui: bool = setting(
+        "SPARK_UI", False, "`true`: the counting job serves Spark's web UI (port 4040) to watch its micro-batches")
     spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", "the Spark driver's heap")
     # The local stack (`make up`) only.
     kafka_controller_port: int = setting(

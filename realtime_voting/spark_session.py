@@ -66,8 +66,8 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
     """Create (or return the running) Spark session with the pipeline's configuration, all of it here."""
     conf = {
         "spark.jars": ",".join(str(jar) for jar in kafka_connector_jars(settings)),
-        # Two cores here: as many shuffle partitions as cores instead of 200. Each is a state store per
-        # stateful operator, committed every micro-batch, so fewer means less fixed cost per batch.
+        # One shuffle partition here instead of 200 (SPARK_SHUFFLE_PARTITIONS): each is a state store per stateful
+        # operator, committed every micro-batch, so fewer means less fixed cost per batch.
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         # Streaming state (the dedup set and the tallies) in RocksDB: off-heap, and it survives large elections.
         "spark.sql.streaming.stateStore.providerClass":
@@ -77,6 +77,7 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
         # Counting the state's rows costs a read before every write; the progress lines do not need the count.
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.driver.memory": settings.spark_driver_memory,
+        "spark.ui.enabled": str(settings.spark_ui).lower(),
         "spark.ui.showConsoleProgress": "false",
         # Filters stay where the job puts them. Pushed below the parsing projection, the counting filter
         # (`reason IS NULL`) has every alias inlined: the JSON parse ran once per field it reads, 15 times per

@@ -24,11 +24,11 @@ messages, so a replay, another process or ``make demo`` (which prints voters lef
 A voter who stays home has no vote stored and can vote on the ballot page.
 
 The loop, batch by batch, as small steps (``VotingStage._vote``): consume voters; ``prepare_batch`` turns them
-into ballots and dead letters; the ballot-box thread stores the ballots (``BallotBox.store``) while the loop
-publishes the batch before (``BallotBox.publish``, the dead letters) and then commits that batch's offsets
-(``next_offsets``, ``FinishedOffsets``). While PostgreSQL or the broker is down the batch in hand is retried,
-never skipped, after a pause of 0.5 s doubling to 10 s (``Backoff``), reconnecting to PostgreSQL; each failed
-attempt is logged.
+into ballots and dead letters; the ballot-box thread stores the ballots (``BallotBox.store``) and publishes the
+stored votes at once (``BallotBox.publish``), while the loop reads the next batch, then publishes the batch's dead
+letters and commits its offsets (``next_offsets``, ``FinishedOffsets``). While PostgreSQL or the broker is down
+the batch in hand is retried, never skipped, after a pause of 0.5 s doubling to 10 s (``Backoff``), reconnecting
+to PostgreSQL; each failed attempt is logged.
 The consumer, the producer and the connection are closed on every way out, Ctrl-C and SIGTERM included.
 
 Bad input never stops the stage: a message that is not JSON, has no usable ``voter_id`` or names a voter who
@@ -407,7 +407,7 @@ class VotingStage:
             return  # stopped before the election was seeded
         chooser = CandidateChooser(candidates, self.options.weights, self.rng)
         with (opened_clients(self.settings) as self.clients,
-              StoredBehind(self._store, thread_name="ballot-box") as ballot_box_thread):
+              StoredBehind(self._cast, thread_name="ballot-box") as ballot_box_thread):
             self.ballot_box = BallotBox(self.settings, self.clients.connection, self.clients.producer)
             self.progress.started = self.progress.last_report = time.monotonic()
             self._vote(chooser, ballot_box_thread)
@@ -416,9 +416,11 @@ class VotingStage:
     def _vote(self, chooser: CandidateChooser, ballot_box_thread: StoredBehind[Batch, StoredBatch | None]) -> None:
         """The consume loop: read a batch, hand it to the ballot-box thread, finish the batch handed over before.
 
-        Batch N is stored (PostgreSQL's work: psycopg2 lets go of the GIL) while this thread finishes batch N-1
-        and reads batch N+1. Each batch is still stored, then published, then its offsets committed, in the order
-        the batches were read.
+        Batch N is stored and its votes published by the ballot-box thread (PostgreSQL's and the broker's work:
+        psycopg2 and librdkafka let go of the GIL) while this thread finishes batch N-1 and reads batch N+1. A
+        vote is published as soon as its batch is committed, not when the next batch has been read (up to
+        half a second at a trickle). Each batch is still stored, then published, then its offsets committed, in
+        the order the batches were read.
         """
         # --exit-on-idle counts from the moment partitions are assigned: joining the group takes a moment.
         last_voter_at = float("inf")
@@ -456,20 +458,25 @@ class VotingStage:
         if self.offsets:
             self._commit_finished()  # a commit that failed, tried once more before the consumer closes
 
-    def _store(self, batch: Batch) -> StoredBatch | None:
+    def _cast(self, batch: Batch) -> StoredBatch | None:
         """The ballot-box thread's part: store the batch's votes, reconnecting and retrying while PostgreSQL is
-        down; None if asked to stop first (nothing of the batch is then published or marked done)."""
+        down, then publish them, retrying while the broker is; None if asked to stop first (the batch is then not
+        marked done, and its offsets are not committed)."""
 
         def store() -> StoredBatch:
             self.ballot_box.connection = self.clients.reconnected()
             return self.ballot_box.store(batch.ballots)
 
-        return retry(store, self.stop, after_postgres_failure=self.clients.drop_connection)
+        stored = retry(store, self.stop, after_postgres_failure=self.clients.drop_connection)
+        if stored is None or retry(lambda: self.ballot_box.publish(stored), self.stop) is None:
+            return None
+        return stored
 
     def _finish(self, batch: Batch, stored: StoredBatch | None) -> bool:
-        """Publish a stored batch's votes and dead letters, then commit its offsets. False if asked to stop before
-        the broker acknowledged them: the offsets stay uncommitted and the batch is replayed on restart."""
-        if stored is None or retry(lambda: self.ballot_box.publish(stored), self.stop) is None:
+        """Publish a stored and published batch's dead letters, then commit its offsets. False if asked to stop
+        before the broker acknowledged them all: the offsets stay uncommitted and the batch is replayed on
+        restart."""
+        if stored is None:
             return False
         dead_letters = dead_letters_of(batch, stored)
         if dead_letters:
@@ -486,7 +493,7 @@ class VotingStage:
 
     def _commit_finished(self) -> None:
         """Commit the finished batches' offsets of the partitions this consumer holds now, and wait for the group
-        coordinator's answer (a round trip per batch, while the ballot-box thread stores the next one).
+        coordinator's answer (a round trip per batch, while the ballot-box thread casts the next one).
 
         So what a broker restart, a rebalance or a crash replays is only the batches in hand, not the batches
         finished since the last background commit. A commit that fails (the group is rebalancing) is retried

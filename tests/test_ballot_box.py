@@ -50,7 +50,7 @@ def test_a_vote_is_stored_and_the_stored_vote_published(election, ballot_box):
     [message] = published(election)
     assert (message["voter_id"], message["candidate_id"], message["voting_time"]) == (
         voter, candidate, "2026-11-24T12:00:00+00:00")
-    assert message["address_state"] and message["candidate_name"]
+    assert message["address_state"] and message["gender"]
 
 
 def test_a_second_ballot_keeps_the_first_vote_and_republishes_it(election, ballot_box):

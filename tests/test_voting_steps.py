@@ -304,10 +304,12 @@ class StandInBallotBox:
 
 
 def run_stage(monkeypatch, batches: list[list[StandInMessage]], *, publish_failures: int = 0,
-              stop: threading.Event | None = None, **consumer_faults: int) -> tuple[list[str], VotingStage]:
+              stop: threading.Event | None = None, events: list[str] | None = None,
+              consumer_type: type[StandInConsumer] = StandInConsumer,
+              **consumer_faults: int) -> tuple[list[str], VotingStage]:
     """Run the stage's loop on stand-in clients until it is idle; the order of what happened, and the stage."""
-    events: list[str] = []
-    consumer = StandInConsumer(batches, events, **consumer_faults)
+    events = [] if events is None else events
+    consumer = consumer_type(batches, events, **consumer_faults)
     producer, connection = StandInProducer(), StandInConnection()
     monkeypatch.setattr(voting, "Consumer", lambda config: consumer)
     monkeypatch.setattr(voting, "Producer", lambda config: producer)
@@ -325,8 +327,40 @@ def test_each_batch_is_stored_then_published_then_its_offsets_committed_in_order
     events, stage = run_stage(monkeypatch, [[voter("a", 0), voter("b", 1)], [voter("c", 2)]])
     assert (events.index("stored ['a', 'b']") < events.index("published ['a', 'b']")
             < events.index("offsets [(0, 2)]"))
-    assert events.index("offsets [(0, 2)]") < events.index("published ['c']") < events.index("offsets [(0, 3)]")
+    assert events.index("stored ['c']") < events.index("published ['c']") < events.index("offsets [(0, 3)]")
+    assert events.index("stored ['a', 'b']") < events.index("stored ['c']")
+    assert events.index("offsets [(0, 2)]") < events.index("offsets [(0, 3)]")
     assert stage.progress.votes_cast == 3
+
+
+class Happenings(list):
+    """The events list, which also says when a given event has happened."""
+
+    def __init__(self, awaited: str) -> None:
+        super().__init__()
+        self.awaited, self.happened = awaited, threading.Event()
+
+    def append(self, event: str) -> None:
+        super().append(event)
+        if event == self.awaited:
+            self.happened.set()
+
+
+def test_a_batchs_votes_are_published_while_the_next_batch_is_still_being_read(monkeypatch):
+    """A vote waits for its own batch's commit, not for the next batch to fill (up to half a second at a trickle):
+    the read after batch a does not return until a's votes are published."""
+    events = Happenings("published ['a']")
+    published_during_the_read = []
+
+    class SlowToFill(StandInConsumer):
+        def consume(self, num_messages: int, timeout: float) -> list[StandInMessage]:
+            if self.consumed == 1:  # the read that follows batch a's hand-over
+                published_during_the_read.append(events.happened.wait(timeout=10))
+            return super().consume(num_messages, timeout)
+
+    run_stage(monkeypatch, [[voter("a", 0)], [voter("b", 1)]], events=events, consumer_type=SlowToFill)
+    assert published_during_the_read == [True]
+    assert events.index("published ['a']") < events.index("offsets [(0, 1)]") < events.index("offsets [(0, 2)]")
 
 
 def test_offsets_wait_for_a_publication_that_failed_until_it_is_retried(monkeypatch):
@@ -345,8 +379,9 @@ def test_a_batch_finished_after_its_partitions_were_lost_commits_nothing(monkeyp
     # The first batch is finished while the partitions are held; the second one after the session ran out (the
     # third consume), so its partition's next holder replays it from the first batch's commit.
     events, stage = run_stage(monkeypatch, [[voter("a", 0)], [voter("b", 1)]], losing_at=3)
-    assert [event for event in events if event.startswith(("published", "offsets"))] == [
-        "published ['a']", "offsets [(0, 1)]", "published ['b']"]
+    assert events.index("published ['a']") < events.index("offsets [(0, 1)]")
+    assert "published ['b']" in events
+    assert [event for event in events if event.startswith("offsets")] == ["offsets [(0, 1)]"]
     assert not stage.offsets
     assert f"finished batches not committed for {VOTERS_TOPIC}[0] at 2" in caplog.text
 
