@@ -71,9 +71,10 @@ def counting_batches(election: Settings, stages: Stages, query: str = "tallies")
 
 
 def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
-                stages: Stages) -> tuple[float, float, list[batch_progress.Batch]]:
+                stages: Stages) -> tuple[dict[str, float], list[batch_progress.Batch]]:
     """``e2e_latency_ms_p50``/``p95`` of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate,
-    and the tallies query's micro-batches meanwhile.
+    with the voting stage's part of them (``vote_published_ms_p50``/``p95``), and the tallies query's
+    micro-batches meanwhile.
 
     The warm-up lets the JVM compile the job's code paths (its first micro-batches take seconds): the figure
     is that of a job that has been running, as it is during an election.
@@ -107,8 +108,11 @@ def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
                           what=f"all {total:,} votes counted")
             shown = results.history(election)
             results.check_totals(election)
-            return (*results.latency_percentiles(election, shown, measured_from),
-                    after_warm_up(counting_batches(election, stages), rate * warm_up_s))
+            figures = dict(zip(("e2e_latency_ms_p50", "e2e_latency_ms_p95"),
+                               results.latency_percentiles(election, shown, measured_from), strict=True))
+            figures |= dict(zip(("vote_published_ms_p50", "vote_published_ms_p95"),
+                                results.publish_delays(election, measured_from), strict=True))
+            return figures, after_warm_up(counting_batches(election, stages), rate * warm_up_s)
 
 
 def after_warm_up(batches: list[batch_progress.Batch], warm_up_rows: int) -> list[batch_progress.Batch]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from datetime import datetime
 
 from bench import BenchFailed
 from realtime_voting import db, kafka_io, topics
@@ -44,6 +45,19 @@ def check_totals(election: Settings) -> None:
     counted = latest_totals(election)
     if counted != expected:
         raise BenchFailed(f"the counted totals {counted} differ from the votes table {expected}")
+
+
+def publish_delays(election: Settings, measured_from: float) -> tuple[float, float]:
+    """p50 and p95 in ms of the voting stage's part of the latency: from a vote's ``voting_time`` to its message's
+    timestamp on ``votes_topic`` (the producer's, when the stage handed the stored vote to it), for the votes cast
+    from ``measured_from`` (epoch seconds) on. The rest of ``latency_percentiles`` is the counting job's."""
+    delays = []
+    for message in kafka_io.read_to_end(election, election.topic(topics.VOTES), timeout_s=READ_TIMEOUT_S):
+        cast_at = datetime.fromisoformat(json.loads(message.value())["voting_time"]).timestamp()
+        if cast_at >= measured_from:
+            delays.append((message.timestamp()[1] / 1000 - cast_at) * 1000)
+    quantiles = statistics.quantiles(delays, n=100)
+    return quantiles[49], quantiles[94]
 
 
 def latency_percentiles(election: Settings, shown: list[Shown], measured_from: float) -> tuple[float, float]:
