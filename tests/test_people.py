@@ -3,6 +3,7 @@ offline generator of the same shape."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 import pytest
@@ -84,3 +85,10 @@ def test_offline_people_have_the_recorded_shape_adult_ages_and_offline_pictures(
         voter = people.voter_from_randomuser(person)
         assert 18 <= (today - voter.date_of_birth).days // 365 <= 90
         assert voter.picture.startswith("data:image/svg+xml;base64,")
+
+
+def test_offline_voter_ids_are_version_4_uuids():
+    for person in people.OfflineSource(5).people(300):
+        voter_id = uuid.UUID(person["login"]["uuid"])
+        assert (voter_id.version, voter_id.variant) == (4, uuid.RFC_4122)
+        assert str(voter_id) == person["login"]["uuid"]
