@@ -23,7 +23,7 @@ SEED_BATCH = "5000"
 def seed(election: Settings, voters: int, stages: Stages) -> Stage:
     """``main.py`` registers ``voters`` offline voters (and the candidates) and publishes them."""
     return stages.run(election, "seed", "main.py", "--source", "offline", "--voters", str(voters),
-               "--batch-size", SEED_BATCH, log="seed", timeout_s=STAGE_TIMEOUT_S)
+                      "--batch-size", SEED_BATCH, log="seed", timeout_s=STAGE_TIMEOUT_S)
 
 
 def seed_rate(election: Settings, voters: int, stages: Stages) -> float:

@@ -2,8 +2,10 @@
 
 ``voting.py`` (ballots into ``votes``) and ``main.py`` (voters into ``voters``) both spend most of their time
 waiting for PostgreSQL, which psycopg2 does without holding the GIL. ``StoredBehind`` lets that wait overlap
-with the caller's own work and keeps the one rule both need: a batch comes back to be published only after
-it is stored, and batches come back in the order they were handed over.
+with the caller's own work and keeps the one rule both need: a batch comes back only after it is stored, and
+batches come back in the order they were handed over. ``main.py`` publishes a batch when it comes back;
+``voting.py``'s worker publishes the votes itself right after storing them (a vote waits for no other batch),
+and the caller commits the batch's offsets when it comes back.
 """
 
 from __future__ import annotations
