@@ -103,9 +103,23 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages,
 def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
     """The figures measured, each beside its physical reference when the references were measured too."""
     copy_rate, producer_rate = figures.get("reference_copy_rows_per_s"), figures.get("reference_producer_msgs_per_s")
+    slower_reference = min(copy_rate, producer_rate) if copy_rate and producer_rate else None
 
     def share(value: float, reference: float | None, of: str) -> str:
         return f"{value / reference:.0%} of {of}" if reference else ""
+
+    def note(key: str, value: float) -> str:
+        if key.startswith("vote_per_s"):
+            return share(value, copy_rate, "COPY")
+        if key.startswith("cpu_s_per_1000_voters_"):
+            return "in the whole election: the stage's processes and their children"
+        if key.startswith("e2e_latency_ms_"):
+            return f"at {args.rate:,} votes/s"
+        if key.startswith("vote_published_ms_"):
+            return "of which voting.py's (voting_time to votes_topic)"
+        return {"seed_voters_per_s": share(value, slower_reference, "the slower reference"),
+                "spark_rows_per_s": share(value, producer_rate, "the producer reference"),
+                "election_s": f"{args.voters:,} voters"}.get(key, "")
 
     labels = {
         "reference_copy_rows_per_s": "reference: PostgreSQL COPY, voters rows/s",
@@ -113,27 +127,11 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
         "vote_per_s": "vote_per_s (1 process)",
         "peak_rss_mb": "peak_rss_mb (largest Python process)",
     }
-    notes = {
-        "seed_voters_per_s": lambda value: share(value, min(copy_rate or 0, producer_rate or 0),
-                                                 "the slower reference"),
-        "spark_rows_per_s": lambda value: share(value, producer_rate, "the producer reference"),
-        "e2e_latency_ms_p50": lambda value: f"at {args.rate:,} votes/s",
-        "e2e_latency_ms_p95": lambda value: f"at {args.rate:,} votes/s",
-        "vote_published_ms_p50": lambda value: "of which voting.py's (voting_time to votes_topic)",
-        "vote_published_ms_p95": lambda value: "of which voting.py's (voting_time to votes_topic)",
-        "election_s": lambda value: f"{args.voters:,} voters",
-    }
     print()
     print(f"{'figure':<48} {'value':>12}  note")
     for key, value in figures.items():
-        if key.startswith("vote_per_s"):
-            note = share(value, copy_rate, "COPY")
-        elif key.startswith("cpu_s_per_1000_voters_"):
-            note = "in the whole election: the stage's processes and their children"
-        else:
-            note = notes.get(key, lambda value: "")(value)
         digits = 2 if key.startswith("cpu_") else 1
-        print(f"{labels.get(key, key):<48} {value:>12,.{digits}f}  {note}")
+        print(f"{labels.get(key, key):<48} {value:>12,.{digits}f}  {note(key, value)}")
     print()
 
 

@@ -40,9 +40,7 @@ def cpu_seconds(process: psutil.Process) -> float:
 def services_cpu_seconds(settings: Settings) -> dict[str, float]:
     """CPU seconds so far of the local stack's broker and PostgreSQL (``make up``), by name; only those running
     here (a stack in containers or elsewhere is not measured)."""
-    postmaster = PostgresServer(settings).data_dir / "postmaster.pid"
-    pids = {"kafka": KafkaBroker(settings).pid(),
-            "postgres": int(postmaster.read_text().split()[0]) if postmaster.exists() else None}
+    pids = {"kafka": KafkaBroker(settings).pid(), "postgres": PostgresServer(settings).pid()}
     seconds = {}
     for name, pid in pids.items():
         try:

@@ -478,10 +478,17 @@ class PostgresServer:
             return False
         return self._run("pg_ctl", "status", "-D", str(self.data_dir)).returncode == 0
 
+    def pid(self) -> int | None:
+        """The postmaster's pid (the first line of ``postmaster.pid``), None unless it is running."""
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
     def status(self) -> ServiceStatus:
         running = self.is_running()
-        pid_line = (self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0] if running else ""
-        detail = f"pid {pid_line}, {self._tls_note()}, log {self.log_file}" if running else f"log {self.log_file}"
+        detail = f"pid {self.pid()}, {self._tls_note()}, log {self.log_file}" if running else f"log {self.log_file}"
         return ServiceStatus(self.name, running, self.address, detail)
 
     def _init_cluster_once(self) -> None:

@@ -10,8 +10,8 @@
   so a message carries what its consumers need and nothing else.
 
 Messages are UTF-8 JSON objects; dates are ISO 8601 (``YYYY-MM-DD``), times ISO 8601 in UTC with an offset.
-``VOTE_FIELDS`` names the vote message's fields and JSON types, the contract that the counting job's
-``classify_votes`` checks every message against.
+``VOTE_FIELDS`` names the vote message's fields and JSON types (a test keeps it in step with ``Vote``); the
+counting job's ``classify_votes`` reads and checks these fields by name.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ class Candidate:
     photo_url: str
 
 
+# The voter message's fields: the voting stage needs the ID alone (``voter_id_of``).
+VOTER_MESSAGE_FIELDS = ("voter_id",)
+
+
 @dataclass(frozen=True)
 class Voter:
     voter_id: str
@@ -85,12 +89,8 @@ class Voter:
     registered_age: int
 
     def to_message(self) -> bytes:
-        """The voter's message on ``voters_topic``: ``{"voter_id": ...}`` (``VOTER_MESSAGE_FIELDS``)."""
-        return orjson.dumps({"voter_id": self.voter_id})
-
-
-# The voter message's fields: the voting stage needs the ID alone (``voter_id_of``).
-VOTER_MESSAGE_FIELDS = ("voter_id",)
+        """The voter's message on ``voters_topic``: its ``VOTER_MESSAGE_FIELDS``, ``{"voter_id": ...}``."""
+        return _encode({name: getattr(self, name) for name in VOTER_MESSAGE_FIELDS})
 
 
 @dataclass(frozen=True)

@@ -130,8 +130,9 @@ class Settings:
     # each more partition is more fixed cost per batch than it gains in parallel work (bench/README.md).
     spark_shuffle_partitions: int = setting(
         "SPARK_SHUFFLE_PARTITIONS", 1, "shuffle partitions (and state stores per operator); raise it on a cluster")
-    # Off by default: the UI's listeners record every micro-batch's jobs, stages and SQL plans, CPU the counting job
-    # needs on a small machine. On, it serves on port 4040 of the job's host (the next free port above if taken).
+    # Off by default: the UI's listeners record every micro-batch's jobs, stages and SQL plans, work and memory the
+    # job does not need (no latency effect beyond the noise on two cores: bench/README.md). On, it serves on port
+    # 4040 of the job's host (the next free port above if taken).
     spark_ui: bool = setting(
         "SPARK_UI", False, "`true`: the counting job serves Spark's web UI (port 4040) to watch its micro-batches")
     spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", "the Spark driver's heap")
