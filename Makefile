@@ -8,7 +8,7 @@ JARS := $(STATE)/jars
 TEST_STATE := $(STATE)/test-stack
 PYTEST_ARGS ?=
 BENCH_VOTERS ?= 1000000
-BENCH_RATE ?= 1000
+BENCH_RATES ?= 1000 5000
 BENCH_SECONDS ?= 60
 
 .DEFAULT_GOAL := help
@@ -84,7 +84,7 @@ test-fast: $(RUNTIME) lint ## Run the linters, then only the tests that need no 
 	@$(PY) -m pytest -m "not integration and not compose" $(PYTEST_ARGS)
 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
-	@$(PY) -m bench --voters $(BENCH_VOTERS) --rate $(BENCH_RATE) --seconds $(BENCH_SECONDS)
+	@$(PY) -m bench --voters $(BENCH_VOTERS) $(foreach rate,$(BENCH_RATES),--rate $(rate)) --seconds $(BENCH_SECONDS)
 
 # Docker: the same system in containers (docker-compose.yaml). A fresh clone has no .env: .env.example's values then.
 COMPOSE_ENV_FILE := $(if $(wildcard .env),,--env-file .env.example)

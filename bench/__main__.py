@@ -8,15 +8,19 @@ Figures (the table, then one JSON line last):
 - seed_voters_per_s   main.py --source offline: voters generated, stored and published per second
 - vote_per_s          voting.py: votes consumed, stored and published per second (1 process, then --workers)
 - spark_rows_per_s    spark_streaming.py --available-now over the whole backlog (the slowest query's rate)
-- e2e_latency_ms_p50/p95  from a vote's voting_time to the moment its candidate's total includes it, with the
-                      job running continuously and voters arriving at --rate per second for --seconds
+- e2e_latency_ms_p50/p95/p99  from a vote's voting_time to the moment its candidate's total includes it, with
+                      the job running continuously and voters arriving at --rate per second for --seconds (each
+                      --rate in turn; a figure at another rate than 1,000, or in another SPARK_COUNTING_MODE than
+                      the default, is named with them: e2e_latency_ms_p95_at_5000, ..._at_1000_microbatch)
 - vote_published_ms_p50/p95  the voting stage's part of it: from voting_time to the vote's message timestamp
+- counting_cpu_s_per_1000_votes  the counting job's CPU (its JVM's included) per 1,000 votes, in that phase
+- result_messages_per_vote  the messages the counting job wrote to the result topics, per vote, in that phase
 - election_s          from an empty election to exact final totals for --voters, every stage running at once
 - references          the broker's own producer throughput (ProducerPerformance) for messages of the voter
                       message's size, and PostgreSQL's COPY rate for the voters rows
 - peak_rss_mb         the largest resident memory of any stage's Python process
 
-After the figures, where a micro-batch of the counting job's tallies query spends its time, in the latency phase
+After the figures, where a batch of the counting job's query spends its time, in the latency phase
 (after its warm-up) and in the whole election: the median of each part of Spark's query progress
 (bench/breakdown.py).
 
@@ -47,7 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench",
                                      description="Measure the pipeline end to end (see bench/README.md).")
     parser.add_argument("--voters", type=int, default=1_000_000, help="election size (default 1,000,000)")
-    parser.add_argument("--rate", type=int, default=1000, help="votes per second for the latency phase")
+    parser.add_argument("--rate", type=int, action="append", dest="rates", metavar="RATE",
+                        help="votes per second for the latency phase (repeatable: one run at each; default 1000)")
     parser.add_argument("--seconds", type=int, default=60, help="length of the latency phase")
     parser.add_argument("--warm-up", type=int, default=15,
                         help="seconds of votes at the same rate before the latency phase measures")
@@ -57,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "for comparing one setting's effect with several short runs")
     args = parser.parse_args(argv)
     args.phases = args.phases or list(PHASES)
+    args.rates = args.rates or [phases.DEFAULT_RATE]
     return args
 
 
@@ -66,7 +72,7 @@ def phase(name: str) -> None:
 
 def measure(base: Settings, args: argparse.Namespace, stages: Stages,
             batches: dict[str, list[Batch]]) -> dict[str, float]:
-    """Every figure, phase by phase, and into ``batches`` the tallies query's micro-batches of the latency phase
+    """Every figure, phase by phase, and into ``batches`` the counting query's batches of the latency phases
     and of the whole election; raises ``BenchFailed`` or ``waiting.TimedOut`` when one cannot be had."""
     figures: dict[str, float] = {}
     if "references" in args.phases:
@@ -87,9 +93,11 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages,
             phases.seed(parallel, args.voters, stages)
             figures[f"vote_per_s_{args.workers}_workers"] = phases.vote_rate(parallel, args.voters, args.workers,
                                                                              stages)
-    if "latency" in args.phases:
-        phase(f"latency at {args.rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up")
-        latency, batches["latency phase"] = phases.e2e_latency(base, args.rate, args.seconds, args.warm_up, stages)
+    for rate in args.rates if "latency" in args.phases else ():
+        phase(f"latency at {rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up "
+              f"(SPARK_COUNTING_MODE={base.spark_counting_mode})")
+        latency, batches[f"latency phase at {rate:,} votes/s"] = phases.e2e_latency(
+            base, rate, args.seconds, args.warm_up, stages)
         figures |= latency
     if "election" in args.phases:
         phase(f"a whole election of {args.voters:,} voters, every stage at once")
@@ -113,8 +121,9 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
             return share(value, copy_rate, "COPY")
         if key.startswith("cpu_s_per_1000_voters_"):
             return "in the whole election: the stage's processes and their children"
-        if key.startswith("e2e_latency_ms_"):
-            return f"at {args.rate:,} votes/s"
+        if key.startswith(("e2e_latency_ms_", "counting_cpu_", "result_messages_")):
+            rate, _, mode = key.partition("_at_")[2].partition("_")
+            return f"at {int(rate or phases.DEFAULT_RATE):,} votes/s, {mode or Settings().spark_counting_mode} mode"
         if key.startswith("vote_published_ms_"):
             return "of which voting.py's (voting_time to votes_topic)"
         return {"seed_voters_per_s": share(value, slower_reference, "the slower reference"),
@@ -130,7 +139,7 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
     print()
     print(f"{'figure':<48} {'value':>12}  note")
     for key, value in figures.items():
-        digits = 2 if key.startswith("cpu_") else 1
+        digits = 2 if key.startswith(("cpu_", "counting_cpu_", "result_messages_")) else 1
         print(f"{labels.get(key, key):<48} {value:>12,.{digits}f}  {note(key, value)}")
     print()
 
@@ -151,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print_table(figures, args)
     breakdown.print_breakdown(batches)
-    print(json.dumps({key: round(value, 2 if key.startswith("cpu_") else 1) for key, value in figures.items()}))
+    print(json.dumps({key: round(value, 2 if key.startswith(("cpu_", "counting_cpu_", "result_messages_")) else 1)
+                      for key, value in figures.items()}))
     return 0
 
 

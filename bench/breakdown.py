@@ -1,4 +1,4 @@
-"""Where a micro-batch of the counting job's tallies query spends its time, as the bench prints it.
+"""Where a batch of the counting job's query spends its time, as the bench prints it.
 
 From the job's per-batch progress lines (``realtime_voting.batch_progress``): the median of each part over the
 micro-batches of a phase, beside the median batch's rows and whole trigger time. It is what says whether a
@@ -30,7 +30,7 @@ def print_breakdown(phases: dict[str, list[Batch]]) -> None:
     if not names:
         return
     counts = "  ".join(f"{len(batches):>4} batches" for batches in phases.values())
-    print(f"tallies micro-batch, median ms per part ({counts})")
+    print(f"counting batch, median ms per part ({counts})")
     print(f"{'part':<56}" + "".join(f"{phase:>18}" for phase in columns))
     for name in names:
         print(f"{name:<56}" + "".join(f"{figures.get(name, 0):>18,.0f}" for figures in columns.values()))

@@ -13,7 +13,7 @@ from confluent_kafka import Producer
 
 from bench import results
 from bench.stages import Stage, Stages, services_cpu_seconds
-from realtime_voting import batch_progress, db, elections, kafka_io, people, topics, waiting
+from realtime_voting import batch_progress, db, elections, kafka_io, people, streaming, topics, waiting
 from realtime_voting.settings import Settings
 
 STAGE_TIMEOUT_S = 3600.0  # a million voters take minutes; an hour means something is stuck
@@ -50,35 +50,46 @@ def vote_rate(election: Settings, voters: int, workers: int, stages: Stages) -> 
 
 
 def spark_rate(election: Settings, stages: Stages) -> float:
-    """``spark_rows_per_s``: ``spark_streaming.py --available-now`` over the backlog, rows over batch time of the
-    slower of its two queries (from the job's own per-batch lines); the totals are checked after."""
+    """``spark_rows_per_s``: ``spark_streaming.py --available-now`` over the backlog, rows over batch time of its
+    one query (from the job's own per-batch lines); the totals are checked after."""
     stages.run(election, "spark", "spark_streaming.py", "--available-now", log="spark", timeout_s=STAGE_TIMEOUT_S)
-    rates = {}
-    for query in ("tallies", "dead_letters"):  # the job's query names (streaming.py)
-        batches = counting_batches(election, stages, query)
-        millis = sum(batch.millis for batch in batches)
-        rates[query] = sum(batch.rows for batch in batches) / (millis / 1000) if millis else 0.0
+    batches = counting_batches(election, stages)
+    millis = sum(batch.millis for batch in batches)
     results.check_totals(election)
-    return min(rates.values())
+    return sum(batch.rows for batch in batches) / (millis / 1000) if millis else 0.0
 
 
-def counting_batches(election: Settings, stages: Stages, query: str = "tallies") -> list[batch_progress.Batch]:
-    """The micro-batches that read rows, of ``query`` of the counting job of ``election``, from its log."""
+def counting_batches(election: Settings, stages: Stages) -> list[batch_progress.Batch]:
+    """The batches that read rows, of the counting job of ``election``, from its log."""
     log = stages.log("spark")
-    name = f"{election.kafka_topic_prefix}{query}"  # the job's query names (streaming.py): one election's own
+    name = f"{election.kafka_topic_prefix}{streaming.QUERY}"  # the job's query name: one election's own
     batches = (batch_progress.parse(line) for line in log.read_text().splitlines()) if log.exists() else ()
     return [batch for batch in batches if batch is not None and batch.query == name]
 
 
+DEFAULT_RATE = 1000  # votes/s: the latency figures at this rate, in the default mode, keep their plain names
+
+
+def latency_suffix(rate: int, mode: str) -> str:
+    """What the latency phase's figure names end with: nothing at 1,000 votes/s in the default counting mode (the
+    names of every earlier run), else the rate and the mode, e.g. ``_at_5000`` or ``_at_1000_microbatch``."""
+    default_mode = Settings().spark_counting_mode
+    if rate == DEFAULT_RATE and mode == default_mode:
+        return ""
+    return f"_at_{rate}" + ("" if mode == default_mode else f"_{mode}")
+
+
 def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
                 stages: Stages) -> tuple[dict[str, float], list[batch_progress.Batch]]:
-    """``e2e_latency_ms_p50``/``p95`` of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate,
-    with the voting stage's part of them (``vote_published_ms_p50``/``p95``), and the tallies query's
-    micro-batches meanwhile.
+    """The latency figures of the votes of ``seconds`` at ``rate``, after ``warm_up_s`` at the same rate, named
+    with ``latency_suffix``: ``e2e_latency_ms_p50``/``p95``/``p99``, the voting stage's part of them
+    (``vote_published_ms_p50``/``p95``), the counting job's CPU seconds (its JVM's included) per 1,000 votes
+    over the measured votes, and the result messages it wrote per vote; and the counting job's batches meanwhile.
 
-    The warm-up lets the JVM compile the job's code paths (its first micro-batches take seconds): the figure
-    is that of a job that has been running, as it is during an election.
+    The warm-up lets the JVM compile the job's code paths (its first batches take seconds): the figure is that of
+    a job that has been running, as it is during an election.
     """
+    suffix = latency_suffix(rate, base.spark_counting_mode.lower())
     with elections.throwaway(base, "bench_latency") as election:
         stages.run(election, "seed", "main.py", "--source", "offline", "--voters", "0", log="seed", timeout_s=600)
         total = rate * (warm_up_s + seconds)
@@ -87,7 +98,7 @@ def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
             for start in range(0, total, 10_000):
                 db.insert_voters(connection, voters[start:start + 10_000])
         with (stages.start(election, "voting", "voting.py", "--batch-size", "200", log="voting"),
-              stages.start(election, "spark", "spark_streaming.py", log="spark")):
+              stages.start(election, "spark", "spark_streaming.py", log="spark") as counting):
             # The job is ready once it has counted a first vote; wait for that before the clock starts.
             producer = Producer(kafka_io.producer_config(election, kafka_io.SEEDING))
             voters_topic = election.topic(topics.VOTERS)
@@ -97,21 +108,28 @@ def e2e_latency(base: Settings, rate: int, seconds: int, warm_up_s: int,
                           what="the counting job's first result")
             started = time.perf_counter()
             measured_from = time.time() + warm_up_s
+            first_measured = rate * warm_up_s
+            cpu_at_start = 0.0
             for number, voter in enumerate(voters[1:], start=1):
                 due = started + number / rate
                 while (pause := due - time.perf_counter()) > 0:
                     time.sleep(min(pause, 0.01))  # pacing the steady arrival rate, not synchronisation
+                if number == first_measured:
+                    cpu_at_start = counting.cpu_seconds
                 producer.produce(voters_topic, key=voter.voter_id, value=voter.to_message())
                 producer.poll(0)
             producer.flush(30)
             waiting.until(lambda: results.votes_counted(election) >= total, timeout_s=600, every_s=1.0,
                           what=f"all {total:,} votes counted")
+            counting_cpu = counting.cpu_seconds - cpu_at_start
             shown = results.history(election)
             results.check_totals(election)
-            figures = dict(zip(("e2e_latency_ms_p50", "e2e_latency_ms_p95"),
-                               results.latency_percentiles(election, shown, measured_from), strict=True))
-            figures |= dict(zip(("vote_published_ms_p50", "vote_published_ms_p95"),
+            names = [f"e2e_latency_ms_{name}{suffix}" for name in ("p50", "p95", "p99")]
+            figures = dict(zip(names, results.latency_percentiles(election, shown, measured_from), strict=True))
+            figures |= dict(zip((f"vote_published_ms_p50{suffix}", f"vote_published_ms_p95{suffix}"),
                                 results.publish_delays(election, measured_from), strict=True))
+            figures[f"counting_cpu_s_per_1000_votes{suffix}"] = counting_cpu * 1000 / (rate * seconds)
+            figures[f"result_messages_per_vote{suffix}"] = results.result_messages(election) / total
             return figures, after_warm_up(counting_batches(election, stages), rate * warm_up_s)
 
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import json
 import statistics
+import uuid
 from datetime import datetime
+
+from confluent_kafka import Consumer, TopicPartition
 
 from bench import BenchFailed
 from realtime_voting import db, kafka_io, topics
+from realtime_voting.schemas import keep_highest
 from realtime_voting.settings import Settings
 
 READ_TIMEOUT_S = 120.0  # a result topic of a million-voter election is read to its end well within this
@@ -27,8 +31,11 @@ def history(election: Settings) -> list[Shown]:
 
 
 def latest_totals(election: Settings) -> dict[str, int]:
-    """Candidate ID -> the newest total the job published for them."""
-    return {value["candidate_id"]: value["total_votes"] for value, _ in history(election)}
+    """Candidate ID -> the highest total the job published for them (a replay may re-send a lower one)."""
+    latest: dict[str, dict] = {}
+    for value, _ in history(election):
+        keep_highest(latest, value["candidate_id"], value)
+    return {candidate_id: value["total_votes"] for candidate_id, value in latest.items()}
 
 
 def votes_counted(election: Settings) -> int:
@@ -60,8 +67,24 @@ def publish_delays(election: Settings, measured_from: float) -> tuple[float, flo
     return quantiles[49], quantiles[94]
 
 
-def latency_percentiles(election: Settings, shown: list[Shown], measured_from: float) -> tuple[float, float]:
-    """p50 and p95 in ms, from a vote's ``voting_time`` to the first result of its candidate that counts it.
+def result_messages(election: Settings) -> int:
+    """How many messages the counting job has written to the result topics: the sum of their partitions' end
+    offsets (compaction has not run on them yet: their segments roll every 10 minutes, ``topics.COMPACTED``)."""
+    consumer = Consumer(kafka_io.consumer_config(election, kafka_io.ADMIN, f"reader-{uuid.uuid4().hex[:8]}",
+                                                 **{"enable.auto.commit": False}))
+    try:
+        total = 0
+        for topic in (election.topic(name) for name in topics.AGGREGATED):
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            total += sum(consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
+                         for number in partitions)
+        return total
+    finally:
+        consumer.close()
+
+
+def latency_percentiles(election: Settings, shown: list[Shown], measured_from: float) -> tuple[float, float, float]:
+    """p50, p95 and p99 in ms, from a vote's ``voting_time`` to the first result of its candidate that counts it.
 
     For each candidate, the k-th vote (by voting_time) is counted when a result first shows total >= k. Only
     the votes cast from ``measured_from`` (epoch seconds) on are measured; all of them are ranked.
@@ -80,4 +103,4 @@ def latency_percentiles(election: Settings, shown: list[Shown], measured_from: f
         if counted_at is not None and float(cast_at) >= measured_from:
             latencies.append((counted_at - float(cast_at)) * 1000)
     quantiles = statistics.quantiles(latencies, n=100)
-    return quantiles[49], quantiles[94]
+    return quantiles[49], quantiles[94], quantiles[98]

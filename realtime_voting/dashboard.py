@@ -217,7 +217,7 @@ def render() -> None:
     st.title("Realtime election results")
     with st.sidebar:
         st.header("Refresh")
-        interval = st.slider("Refresh every (seconds)", min_value=1, max_value=60, value=5, key="refresh_seconds")
+        interval = st.slider("Refresh every (seconds)", min_value=1, max_value=60, value=1, key="refresh_seconds")
         if st.button("Refresh now"):
             register.clear()
         st.caption(f"Kafka: {settings.kafka_bootstrap_servers}  \n"

@@ -1,6 +1,7 @@
 """The dashboard's data, with no Streamlit in it: the current results and the register's counts.
 
-- ``ResultsReader`` keeps the latest value of every key of the compacted ``aggregated_*`` topics. It reads
+- ``ResultsReader`` keeps the current value of every key of the compacted ``aggregated_*`` topics (the highest
+  total seen, ``schemas.keep_highest``: a replay by the counting job never makes one fall). It reads
   each topic once from the beginning and then only what is new, in one background thread, so one reader per
   server process serves every browser session (the page caches it with ``st.cache_resource``). It is
   thread-safe: ``snapshot()`` returns a copy.
@@ -22,6 +23,7 @@ import simplejson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from realtime_voting import db, kafka_io, topics
+from realtime_voting.schemas import keep_highest
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,15 +62,10 @@ class Results:
 
     by_topic: dict[str, dict[str, dict]] = field(default_factory=dict)
     kafka_error: str | None = None
+    newest_computed_at: datetime | None = None  # the newest result's message timestamp: when the job sent it
 
     def rows(self, topic: str) -> list[dict]:
         return list(self.by_topic.get(topic, {}).values())
-
-    @property
-    def newest_computed_at(self) -> datetime | None:
-        times = [row["computed_at"] for rows in self.by_topic.values() for row in rows.values()
-                 if "computed_at" in row]
-        return max((parse_time(value) for value in times), default=None)
 
     @property
     def votes_counted(self) -> int:
@@ -90,12 +87,14 @@ class ResultsReader:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._kafka_error: str | None = None
+        self._newest_ms = 0
         self._thread = threading.Thread(target=self._run, name="results-reader", daemon=True)
         self._thread.start()
 
     def snapshot(self) -> Results:
         with self._lock:
-            return Results({name: dict(rows) for name, rows in self._latest.items()}, self._kafka_error)
+            newest = datetime.fromtimestamp(self._newest_ms / 1000, UTC) if self._newest_ms else None
+            return Results({name: dict(rows) for name, rows in self._latest.items()}, self._kafka_error, newest)
 
     def close(self) -> None:
         self._stop.set()
@@ -122,7 +121,7 @@ class ResultsReader:
                     self._assign_new_partitions(consumer, assigned)
                 for message in consumer.consume(num_messages=1000, timeout=0.5):
                     if message.error() is None:
-                        self._fold(message.topic(), message.key(), message.value())
+                        self._fold(message.topic(), message.key(), message.value(), message.timestamp()[1])
         finally:
             consumer.close()
 
@@ -141,7 +140,7 @@ class ResultsReader:
             consumer.incremental_assign(new)
             assigned.update((partition.topic, partition.partition) for partition in new)
 
-    def _fold(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def _fold(self, topic: str, key: bytes | None, value: bytes | None, sent_ms: int) -> None:
         if key is None or value is None:
             return
         try:
@@ -150,7 +149,8 @@ class ResultsReader:
             logger.warning("skipping a result on %s that is not JSON", topic)
             return
         with self._lock:
-            self._latest[self._topics[topic]][key.decode()] = result
+            keep_highest(self._latest[self._topics[topic]], key.decode(), result)
+            self._newest_ms = max(self._newest_ms, sent_ms)
 
 
 # --- Pure functions: results -> what the page shows. ---

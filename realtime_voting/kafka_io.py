@@ -91,6 +91,14 @@ def admin_client(settings: Settings, principal: str, **overrides: object) -> Adm
                         **client_security(settings, principal), **overrides})
 
 
+def partition_count(settings: Settings, principal: str, topic: str, *, timeout_s: float = 10.0) -> int | None:
+    """How many partitions ``topic`` (a full name) has, or None if it does not exist yet."""
+    metadata = admin_client(settings, principal).list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        return None
+    return len(metadata.partitions)
+
+
 def producer_config(settings: Settings, principal: str, **overrides: object) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,

@@ -12,6 +12,9 @@
 Messages are UTF-8 JSON objects; dates are ISO 8601 (``YYYY-MM-DD``), times ISO 8601 in UTC with an offset.
 ``VOTE_FIELDS`` names the vote message's fields and JSON types (a test keeps it in step with ``Vote``); the
 counting job's ``classify_votes`` reads and checks these fields by name.
+
+A result on an ``aggregated_*`` topic is a JSON object with its group's fields and ``total_votes``, keyed by the
+group; every reader folds them with ``keep_highest`` (a count only grows, so a lower total is a replay).
 """
 
 from __future__ import annotations
@@ -139,3 +142,16 @@ def voter_id_of(message_value: bytes | None) -> str:
     if not voter_id.strip() or len(voter_id) > 255:
         raise InvalidMessage("voter_id must be 1 to 255 characters")
     return voter_id
+
+
+def keep_highest(latest: dict[str, dict], key: str, result: dict) -> None:
+    """Fold ``result`` into ``latest`` (group key -> result) unless ``latest`` already holds a higher total for it.
+
+    Within an election a count only grows, but the counting job may send a lower total again: after a restart it
+    replays the batch in hand from its checkpoint (in Real-Time Mode up to ``SPARK_CHECKPOINT_SECONDS`` of votes)
+    and re-sends the totals of that span from where they stood, until it catches up. Every reader of the results
+    (the dashboard, the bench, the tests) folds them through here, so nobody sees a total fall.
+    """
+    shown = latest.get(key)
+    if shown is None or result["total_votes"] >= shown["total_votes"]:
+        latest[key] = result

@@ -62,8 +62,10 @@ def _log4j2_config(settings: Settings) -> Path:
     return path
 
 
-def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[str, str] | None = None) -> SparkSession:
-    """Create (or return the running) Spark session with the pipeline's configuration, all of it here."""
+def build_spark_session(settings: Settings, app_name: str, *, master: str | None = None,
+                        extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Create (or return the running) Spark session with the pipeline's configuration, all of it here; on
+    ``master`` if given (the counting job's, sized for Real-Time Mode), else ``SPARK_MASTER``."""
     conf = {
         "spark.jars": ",".join(str(jar) for jar in kafka_connector_jars(settings)),
         # One shuffle partition here instead of 200 (SPARK_SHUFFLE_PARTITIONS): each is a state store per stateful
@@ -74,6 +76,9 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
             "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
         # Commit a changelog per micro-batch instead of uploading a snapshot: much cheaper batches.
         "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Checkpoint format v2 (each batch's state store checkpoint ids), which Real-Time Mode requires, in both
+        # modes: one checkpoint serves SPARK_COUNTING_MODE=realtime and microbatch alike.
+        "spark.sql.streaming.stateStore.checkpointFormatVersion": "2",
         # Counting the state's rows costs a read before every write; the progress lines do not need the count.
         "spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows": "false",
         "spark.driver.memory": settings.spark_driver_memory,
@@ -90,11 +95,12 @@ def build_spark_session(settings: Settings, app_name: str, *, extra_conf: dict[s
         "spark.sql.session.timeZone": "UTC",
         "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{_log4j2_config(settings)}",
     }
-    if settings.spark_master.startswith("local"):
+    master = master or settings.spark_master
+    if master.startswith("local"):
         # Everything is on this machine: keep the driver on loopback instead of guessing a network address.
         conf.update({"spark.driver.bindAddress": "127.0.0.1", "spark.driver.host": "localhost"})
     conf.update(extra_conf or {})
-    builder = SparkSession.builder.appName(app_name).master(settings.spark_master)
+    builder = SparkSession.builder.appName(app_name).master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

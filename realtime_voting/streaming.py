@@ -11,44 +11,60 @@ one JSON message per group, keyed by the group, in update mode: the latest messa
 - ``aggregated_votes_per_minute``     candidate_id, candidate_name, party_affiliation, window_start,
                                       window_end, total_votes (the minute of voting_time)
 
-Every result carries ``computed_at``, the time of the micro-batch that produced it.
+When a result was computed is its message's timestamp. One query does everything, reading and parsing each vote
+once (``counting_records``): the results, and the dead letters below, leave through one Kafka sink that routes
+each row by its ``topic`` column.
+
+How it runs (``SPARK_COUNTING_MODE``): by default in Spark's **Real-Time Mode** (Spark 4.3), whose long-running
+tasks count each vote as it arrives and send the totals it changed at once, tens of milliseconds after the vote;
+the trigger's duration (``SPARK_CHECKPOINT_SECONDS``) is only how often it checkpoints. Its tasks hold their
+slots for good, one per partition of ``votes_topic`` and one per shuffle partition of each of the two stateful
+stages (``task_slots_needed``): a local master gets that many threads, and a cluster that offers fewer is refused
+at start with the setting to change. ``microbatch`` runs a micro-batch every ``SPARK_TRIGGER_SECONDS`` instead
+(about a second from vote to total); ``--available-now`` always runs micro-batches.
 
 Exactly once in the totals. Kafka's sink is at-least-once, so the design makes repeats harmless:
 
 1. Deduplicate by voter. ``votes_topic`` may carry a vote twice (see ``realtime_voting.ballot_box``); the
-   counting query drops every vote of a voter after the first (``dropDuplicates(["voter_id"])``, without a
-   watermark, so a duplicate is caught however late it comes). That state lives in the checkpoint (RocksDB).
-2. Checkpoints (``SPARK_CHECKPOINT_DIR``) record the offsets of every micro-batch and the state after it.
-   After a crash, even SIGKILL, Spark replays the unfinished batch from the same offsets over the same state,
-   so it computes the same totals; the sink may write them twice, and a compacted topic keyed by the group
-   keeps the latest, which is right either way.
+   counting query drops every vote of a voter after the first (``dropDuplicates``, without a watermark, so a
+   duplicate is caught however late it comes). That state lives in the checkpoint (RocksDB).
+2. Checkpoints (``SPARK_CHECKPOINT_DIR``, format v2, which Real-Time Mode requires) record the offsets of every
+   batch and the state after it. After a crash, even SIGKILL, Spark replays the unfinished batch from the same
+   offsets over the same state, so it computes the same totals; the sink may write them twice, and a compacted
+   topic keyed by the group keeps the latest, which is right either way. In Real-Time Mode the replayed span
+   (up to ``SPARK_CHECKPOINT_SECONDS``) re-sends totals lower than those already sent, until it catches up:
+   every reader of the results keeps the highest total it has seen per key (``schemas.keep_highest``), so no
+   screen shows a total fall.
 3. The per-minute counts are groups like the others (candidate and minute), not windows with a watermark:
    a vote counts in its minute however late it comes, and the state grows by one row per candidate per
    minute of voting, a few thousand rows for a day's election.
 
 Bad messages (not JSON, not an object, missing or non-string ``voter_id``/``candidate_id``, a candidate who
-is not standing, a ``voting_time`` that is missing or not a time) are not counted: a second query writes them
-to ``dead_letter_topic`` with their original key and bytes and ``dlq.*`` headers. The job never fails on
-them. Candidates are read from PostgreSQL when the job starts; restart it after adding candidates.
+is not standing, a ``voting_time`` that is missing or not a time) are not counted: they go to
+``dead_letter_topic`` with their original key and bytes and ``dlq.*`` headers. The job never fails on them.
+Candidates are read from PostgreSQL when the job starts; restart it after adding candidates.
 
-Run it with ``python spark_streaming.py`` (until Ctrl-C or SIGTERM, a micro-batch every
-``SPARK_TRIGGER_SECONDS``) or ``python spark_streaming.py --available-now`` (everything available, then exit).
-On a cluster, set ``SPARK_MASTER`` and a shared ``SPARK_CHECKPOINT_DIR``; nothing else assumes local disk.
+Run it with ``python spark_streaming.py`` (until Ctrl-C or SIGTERM) or ``python spark_streaming.py
+--available-now`` (everything available, then exit). A checkpoint written by the job before it read each vote
+once is refused with the command that rebuilds it (``--rebuild-checkpoint``). On a cluster, set
+``SPARK_MASTER`` and a shared ``SPARK_CHECKPOINT_DIR``; nothing else assumes local disk.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from py4j.protocol import Py4JError
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812 - the conventional name
 from pyspark.sql.streaming import StreamingQuery
 
-from realtime_voting import db, kafka_io, topics
+from realtime_voting import db, kafka_io, topics, waiting
 from realtime_voting.batch_progress import ProgressLog
 from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.schemas import Candidate
@@ -64,6 +80,10 @@ AGE_GROUPS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
 RESULT_DIMENSIONS = {name: "string" for name in (
     "candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender", "age_group")} | {
     "window_start": "timestamp", "window_end": "timestamp"}
+GROUP_TYPE = f"struct<{','.join(f'{name}:{kind}' for name, kind in RESULT_DIMENSIONS.items())}>"
+# What a dead letter carries through the aggregation to the sink: the message's bytes, why, and where it was.
+REJECTION_TYPE = "struct<value:binary,reason:string,source_topic:string,source_partition:int,source_offset:bigint>"
+HEADERS_TYPE = "array<struct<key:string,value:binary>>"  # the Kafka sink's `headers` column
 
 
 # --- Transformations: plain functions from DataFrame to DataFrame, the same on a stream and on a batch. ---
@@ -131,10 +151,6 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
     )
 
 
-def counted_votes(classified: DataFrame) -> DataFrame:
-    return classified.where(F.col("reason").isNull()).drop("key", "value", "topic", "partition", "offset", "reason")
-
-
 def age_group(date_of_birth: Column, at: Column) -> Column:
     """The voter's age bracket at ``at`` ("18-24" ... "65+"), "under 18", or "unknown" without a birth date."""
     # Whole years, with the birthday itself counting (so 29 February birthdays are not off by one).
@@ -151,7 +167,8 @@ def age_group(date_of_birth: Column, at: Column) -> Column:
 def _result(topic: str, key: Column, **dimensions: Column) -> Column:
     """One result row: the topic it goes to, its key, and its group's fields (the others stay null)."""
     fields = [dimensions.get(name, F.lit(None).cast(kind)).alias(name) for name, kind in RESULT_DIMENSIONS.items()]
-    return F.struct(F.lit(topic).alias("topic"), key.cast("string").alias("key"), F.struct(*fields).alias("group"))
+    return F.struct(F.lit(topic).alias("topic"), key.cast("binary").alias("key"), F.struct(*fields).alias("group"),
+                    F.lit(None).cast(REJECTION_TYPE).alias("rejection"))
 
 
 def _minute_results(topic: str) -> Column:
@@ -164,15 +181,34 @@ def _minute_results(topic: str) -> Column:
         window_end=window_start + F.expr("INTERVAL 1 MINUTE"))
 
 
-def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
-    """Counted votes -> every running total, as Kafka records for their topics.
+def _dead_letter(topic: str) -> Column:
+    """The row of a rejected message: its original key, and its bytes and where it came from, to be sent on."""
+    return F.struct(
+        F.lit(topic).alias("topic"), F.col("key"), F.lit(None).cast(GROUP_TYPE).alias("group"),
+        F.struct(F.coalesce("value", F.lit(b"")).alias("value"), "reason", F.col("topic").alias("source_topic"),
+                 F.col("partition").alias("source_partition"), F.col("offset").alias("source_offset"),
+                 ).alias("rejection"))
 
-    One deduplication and one aggregation serve all six results: each vote becomes one row per result,
-    tagged with its topic, and a single ``groupBy(topic, key)`` counts them. One stateful query instead of
-    one per result matters: on a small machine every micro-batch of every query has a fixed cost.
+
+def counting_records(classified: DataFrame, settings: Settings) -> DataFrame:
+    """Every message, read once -> the Kafka records it causes: the running totals its vote changes, or its dead
+    letter. Columns ``topic``, ``key``, ``value`` and ``headers``, for the Kafka sink to route row by row.
+
+    One deduplication and one aggregation serve all six results and the dead letters: each vote becomes one row
+    per result, tagged with its topic, a rejected message one dead-letter row, and a single
+    ``groupBy(topic, key, ...)`` counts them. One query reads ``votes_topic`` and parses each vote once; it is
+    also all that Real-Time Mode allows (one source per query, no ``foreachBatch``), and on a small machine every
+    query has fixed costs of its own.
     """
     topic = settings.topic
-    per_result = F.explode(F.array(
+    counted = F.col("reason").isNull()
+    # The first vote of each voter counts; a rejected message is its own (its partition and offset), so each one
+    # is sent on once. `rejected` keeps the two kinds of identity apart, whatever a voter_id says.
+    deduplicated = classified.select(
+        "*", (~counted).alias("rejected"),
+        F.when(counted, F.col("voter_id")).otherwise(F.concat_ws(":", "partition", "offset")).alias("identity"),
+    ).dropDuplicates(["rejected", "identity"])
+    per_message = F.when(counted, F.array(
         _result(topic(topics.VOTES_PER_CANDIDATE), F.col("candidate_id"),
                 candidate_id=F.col("candidate_id"), candidate_name=F.col("candidate_name"),
                 party_affiliation=F.col("party_affiliation"), photo_url=F.col("photo_url")),
@@ -182,47 +218,45 @@ def tallies(votes: DataFrame, settings: Settings) -> DataFrame:
         _result(topic(topics.TURNOUT_BY_GENDER), F.col("gender"), gender=F.col("gender")),
         _result(topic(topics.TURNOUT_BY_AGE_GROUP), F.col("age_group"), age_group=F.col("age_group")),
         _minute_results(topic(topics.VOTES_PER_MINUTE)),
-    ))
-    results = (
-        votes.dropDuplicates(["voter_id"])
+    )).otherwise(F.array(_dead_letter(topic(topics.DEAD_LETTERS))))
+    records = (
+        deduplicated
         .withColumn("age_group", age_group(F.col("date_of_birth"), F.col("voting_time")))
-        .select(per_result.alias("result"))
-        .select("result.*")
+        .select(F.explode(per_message).alias("record"))
+        .select("record.*")
     )
-    grouped = results.groupBy("topic", "key", "group").agg(F.count(F.lit(1)).alias("total_votes"))
-    # The Kafka sink's (topic, key, value); to_json leaves out the group's null fields.
-    value = F.to_json(F.struct("group.*", F.col("total_votes"), F.current_timestamp().alias("computed_at")))
-    return grouped.select("topic", "key", value.alias("value"))
-
-
-def dead_letters(classified: DataFrame, settings: Settings) -> DataFrame:
-    """Rejected messages -> Kafka records for ``dead_letter_topic``: original key and bytes, ``dlq.*`` headers."""
+    counts = records.groupBy("topic", "key", "group", "rejection").agg(F.count(F.lit(1)).alias("total_votes"))
+    is_result = F.col("rejection").isNull()
+    # A result's value is its group and total (to_json leaves out the group's null fields); when it was computed
+    # is the message's own timestamp, which the sink's producer sets as it sends (in Real-Time Mode a batch runs
+    # for SPARK_CHECKPOINT_SECONDS, so Spark's current_timestamp() would be its start, not the result's time).
     header = lambda name, text: F.struct(F.lit(name).alias("key"), text.cast("binary").alias("value"))  # noqa: E731
-    return classified.where(F.col("reason").isNotNull()).select(
-        F.lit(settings.topic(topics.DEAD_LETTERS)).alias("topic"),
-        "key",
-        F.coalesce("value", F.lit(b"")).alias("value"),
-        F.array(
+    rejection = F.col("rejection")
+    return counts.select(
+        "topic", "key",
+        F.when(is_result, F.to_json(F.struct("group.*", F.col("total_votes"))).cast("binary"))
+        .otherwise(rejection["value"]).alias("value"),
+        F.when(is_result, F.array().cast(HEADERS_TYPE)).otherwise(F.array(
             header("dlq.stage", F.lit(STAGE)),
-            header("dlq.reason", F.col("reason")),
-            header("dlq.source.topic", F.col("topic")),
-            header("dlq.source.partition", F.col("partition").cast("string")),
-            header("dlq.source.offset", F.col("offset").cast("string")),
-        ).alias("headers"),
+            header("dlq.reason", rejection["reason"]),
+            header("dlq.source.topic", rejection["source_topic"]),
+            header("dlq.source.partition", rejection["source_partition"].cast("string")),
+            header("dlq.source.offset", rejection["source_offset"].cast("string")),
+        )).alias("headers"),
     )
 
 
-# --- The job: sources, sinks, progress, and running until told to stop. ---
+# --- The job: its source and sink, the task slots it needs, its checkpoint, and running until told to stop. ---
 
 def kafka_options(settings: Settings) -> dict[str, str]:
     """The counting job's Kafka client settings (the servers, and who it is with SASL_SSL), as Spark's ``kafka.*``
-    options for its source and its sinks."""
+    options for its source and its sink."""
     properties = kafka_io.java_client_properties(settings, kafka_io.COUNTING)
     return {f"kafka.{name}": value for name, value in properties.items()}
 
 
-def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
-    return (
+def read_votes(spark: SparkSession, settings: Settings, *, realtime: bool) -> DataFrame:
+    reader = (
         spark.readStream.format("kafka")
         .options(**kafka_options(settings))
         .option("subscribe", settings.topic(topics.VOTES))
@@ -231,62 +265,167 @@ def read_votes(spark: SparkSession, settings: Settings) -> DataFrame:
         .option("startingOffsets", "earliest")
         # Only votes of committed transactions (Spark's source reads uncommitted ones by default).
         .option("kafka.isolation.level", "read_committed")
-        # Bounded micro-batches: a large backlog is counted in steps instead of one huge first batch.
-        .option("maxOffsetsPerTrigger", settings.spark_max_offsets_per_trigger)
+        # A fetch returns after 10 ms when there is less to read than a full fetch: a vote is read as it comes.
         .option("kafka.fetch.max.wait.ms", "10")
-        .load()
     )
+    if not realtime:
+        # Bounded micro-batches: a large backlog is counted in steps instead of one huge first batch. (Real-Time
+        # Mode refuses the option: its long-running tasks read whatever comes.)
+        reader = reader.option("maxOffsetsPerTrigger", settings.spark_max_offsets_per_trigger)
+    return reader.load()
 
 
-def start_queries(spark: SparkSession, settings: Settings, candidates: list[Candidate],
-                  available_now: bool) -> list[StreamingQuery]:
-    classified = classify_votes(read_votes(spark, settings), candidates)
-    votes = counted_votes(classified)
-    checkpoints = checkpoint_root(settings)
-    # The dead letters run less often: nobody waits for them, and every micro-batch costs the tallies CPU.
-    outputs = {
-        "tallies": (tallies(votes, settings), "update", settings.spark_trigger_seconds),
-        "dead_letters": (dead_letters(classified, settings), "append", settings.spark_dead_letter_trigger_seconds),
-    }
-    queries = []
-    for name, (frame, mode, trigger_seconds) in outputs.items():
-        writer = (
-            frame.writeStream.format("kafka")
-            .queryName(f"{settings.kafka_topic_prefix}{name}")
-            .options(**kafka_options(settings))
-            .option("checkpointLocation", f"{checkpoints}/{name}")
-            .outputMode(mode)
-        )
-        writer = writer.trigger(availableNow=True) if available_now else writer.trigger(
-            processingTime=f"{trigger_seconds} seconds")
-        queries.append(writer.start())
-    return queries
+def task_slots_needed(vote_partitions: int, shuffle_partitions: int) -> int:
+    """The tasks Real-Time Mode runs at once, for as long as the job runs: one per partition of ``votes_topic``
+    (the source), and one per shuffle partition for each of the two stateful stages (the deduplication and the
+    tallies), which a pipelined shuffle runs beside the source instead of after it."""
+    return vote_partitions + 2 * shuffle_partitions
 
 
-def run(settings: Settings, *, available_now: bool, stop: threading.Event) -> int:
-    spark = build_spark_session(settings, "realtime-voting-counting")
+class NotEnoughTaskSlots(RuntimeError):
+    """The Spark master offers fewer task slots than Real-Time Mode holds at once."""
+
+
+def local_master_for(settings: Settings, slots: int) -> str:
+    """The master to run: ``SPARK_MASTER`` as set, except that a local master offering fewer threads than
+    Real-Time Mode's ``slots`` (``local[*]`` on a small machine) gets exactly that many (they wait on Kafka most
+    of the time, so more threads than cores is what it needs). ``local[N]`` set below ``slots`` is refused."""
+    master = settings.spark_master
+    if not settings.realtime_counting or not master.startswith("local"):
+        return master
+    threads = master.removeprefix("local").strip("[]").split(",")[0]
+    if threads in ("", "*"):
+        return f"local[{slots}]"
+    if int(threads) < slots:
+        raise NotEnoughTaskSlots(
+            f"SPARK_MASTER={master} offers {threads} task slot(s), and Real-Time Mode needs {slots} at once "
+            f"({_slots_explained(settings, slots)}): set SPARK_MASTER=local[{slots}] (or local[*]), or "
+            "SPARK_COUNTING_MODE=microbatch")
+    return master
+
+
+def _slots_explained(settings: Settings, slots: int) -> str:
+    vote_partitions = slots - 2 * settings.spark_shuffle_partitions
+    return (f"{vote_partitions} for the partitions of {settings.topic(topics.VOTES)}, and 2 x "
+            f"SPARK_SHUFFLE_PARTITIONS={settings.spark_shuffle_partitions} for the two stateful stages")
+
+
+CLUSTER_SLOTS_WAIT_S = 60.0  # for the workers' executors to register with the job after it starts
+
+
+def check_cluster_slots(spark: SparkSession, settings: Settings, slots: int, stop: threading.Event) -> None:
+    """On a cluster, wait for the executors to offer ``slots`` task slots; ``NotEnoughTaskSlots`` if they do not
+    within ``CLUSTER_SLOTS_WAIT_S`` (Real-Time Mode would start and then count nothing)."""
+    if not settings.realtime_counting or settings.spark_master.startswith("local"):
+        return
+    # A standalone master's default parallelism is the cores of the executors registered so far (2 before any).
+    offered = lambda: spark.sparkContext.defaultParallelism  # noqa: E731
+    try:
+        waiting.until(lambda: offered() >= slots, timeout_s=CLUSTER_SLOTS_WAIT_S, every_s=1.0, stop=stop,
+                      what=f"{slots} task slots at {settings.spark_master}")
+    except waiting.TimedOut:
+        raise NotEnoughTaskSlots(
+            f"the Spark cluster at SPARK_MASTER={settings.spark_master} offers {offered()} task slot(s), and "
+            f"Real-Time Mode needs {slots} at once ({_slots_explained(settings, slots)}): give its workers more "
+            "cores (SPARK_WORKER_CORES in compose) or more workers, or set SPARK_COUNTING_MODE=microbatch") from None
+
+
+# The folders of the job before it read each vote once (two queries, checkpoint format 1), which this job's one
+# query cannot carry on from; `--rebuild-checkpoint` deletes them.
+EARLIER_QUERIES = ("tallies", "dead_letters")
+QUERY = "counting"
+
+
+class CheckpointFromEarlierVersion(RuntimeError):
+    """The checkpoint was written by an earlier version of the counting job."""
+
+
+def counting_checkpoint(settings: Settings, *, rebuild: bool) -> str:
+    """The checkpoint folder of this election's counting query. An earlier version's checkpoint is refused,
+    naming the command that rebuilds it, or with ``rebuild`` deleted, so that the job counts ``votes_topic``
+    again from its start (exact totals; readers keep the highest total per key, so nobody sees one fall)."""
+    root = Path(checkpoint_root(settings))
+    earlier = [root / name for name in EARLIER_QUERIES if (root / name).exists()]
+    if earlier and not rebuild:
+        raise CheckpointFromEarlierVersion(
+            f"the checkpoint in {root} was written by an earlier version of the counting job (queries "
+            f"{', '.join(path.name for path in earlier)}), which this one cannot carry on from. Rebuild it once with "
+            "`python spark_streaming.py --rebuild-checkpoint`: it deletes that checkpoint and counts "
+            f"{settings.topic(topics.VOTES)} again from its start, to the same totals")
+    if rebuild:
+        for path in [*earlier, root / QUERY]:
+            if path.exists():
+                logger.info("deleting the checkpoint %s (--rebuild-checkpoint): counting again from the start", path)
+                shutil.rmtree(path)
+    checkpoint = root / QUERY
+    # A Real-Time Mode batch writes its offsets when it ends: a job killed in its first batch leaves state files
+    # and an empty offset log, which Spark refuses (STATE_STORE_CHECKPOINT_LOCATION_NOT_EMPTY). Nothing of them
+    # was committed, so they go, and the first batch runs again from the start of votes_topic.
+    offsets, state = checkpoint / "offsets", checkpoint / "state"
+    if state.exists() and not (offsets.exists() and any(offsets.iterdir())):
+        logger.info("deleting %s: state of a first batch that never committed (the job stopped during it)", state)
+        shutil.rmtree(state)
+    return str(checkpoint)
+
+
+def start_counting(spark: SparkSession, settings: Settings, candidates: list[Candidate], checkpoint: str, *,
+                   available_now: bool) -> StreamingQuery:
+    realtime = settings.realtime_counting and not available_now
+    classified = classify_votes(read_votes(spark, settings, realtime=realtime), candidates)
+    writer = (
+        counting_records(classified, settings).writeStream.format("kafka")
+        .queryName(f"{settings.kafka_topic_prefix}{QUERY}")
+        .options(**kafka_options(settings))
+        .option("checkpointLocation", checkpoint)
+        .outputMode("update")
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    elif realtime:
+        writer = writer.trigger(realTime=f"{settings.spark_checkpoint_seconds:g} seconds")
+    else:
+        writer = writer.trigger(processingTime=f"{settings.spark_trigger_seconds:g} seconds")
+    return writer.start()
+
+
+def run(settings: Settings, *, available_now: bool, rebuild_checkpoint: bool, stop: threading.Event) -> int:
+    candidates = db.wait_for_candidates(settings, stop)
+    if candidates is None:
+        return 0
+    vote_partitions = (kafka_io.partition_count(settings, kafka_io.COUNTING, settings.topic(topics.VOTES))
+                       or settings.kafka_topic_partitions)
+    slots = task_slots_needed(vote_partitions, settings.spark_shuffle_partitions)
+    try:
+        checkpoint = counting_checkpoint(settings, rebuild=rebuild_checkpoint)
+        master = local_master_for(settings, slots)
+    except (CheckpointFromEarlierVersion, NotEnoughTaskSlots) as error:
+        logger.error("%s", error)
+        return 2
+    spark = build_spark_session(settings, "realtime-voting-counting", master=master)
     spark.streams.addListener(ProgressLog())
     try:
-        candidates = db.wait_for_candidates(settings, stop)
-        if candidates is None:
-            return 0
-        logger.info("counting votes for %d candidates", len(candidates))
-        queries = start_queries(spark, settings, candidates, available_now)
-        logger.info("counting %s into the aggregated_* topics (checkpoints in %s)%s",
-                    settings.topic(topics.VOTES), checkpoint_root(settings),
-                    ": everything available, then exit" if available_now else "; Ctrl-C stops")
-        # Any query failing stops the job loudly; Ctrl-C/SIGTERM stops it between micro-batches.
-        while not stop.is_set() and any(query.isActive for query in queries):
-            spark.streams.awaitAnyTermination(1.0)
-            failed = [query for query in queries if query.exception() is not None]
-            if failed:
-                raise RuntimeError(f"query {failed[0].name} failed: {failed[0].exception()}")
-            spark.streams.resetTerminated()
+        check_cluster_slots(spark, settings, slots, stop)
+        mode = ("everything available, then exit" if available_now else
+                f"Real-Time Mode on {slots} task slots, a checkpoint every {settings.spark_checkpoint_seconds:g} s"
+                if settings.realtime_counting else f"a micro-batch every {settings.spark_trigger_seconds:g} s")
+        logger.info("counting votes for %d candidates from %s into the aggregated_* topics (%s; checkpoint %s)",
+                    len(candidates), settings.topic(topics.VOTES), mode, checkpoint)
+        query = start_counting(spark, settings, candidates, checkpoint, available_now=available_now)
+        # A failing query stops the job loudly; Ctrl-C/SIGTERM stops it (in micro-batch mode, between batches).
+        while not stop.is_set() and query.isActive:
+            query.awaitTermination(1.0)
+        if query.exception() is not None:
+            raise RuntimeError(f"query {query.name} failed: {query.exception()}")
         return 0
+    except NotEnoughTaskSlots as error:
+        logger.error("%s", error)
+        return 2
     finally:
         try:
             for query in spark.streams.active:
-                query.stop()  # ends the micro-batch in hand; the checkpoint makes the next start resume after it
+                # Ends the batch in hand; the checkpoint makes the next start resume after the last one committed
+                # (a Real-Time Mode batch stopped midway is replayed, which Spark logs as an aborted write).
+                query.stop()
         except Py4JError as error:  # the JVM went first (it was signalled too): nothing left to stop
             logger.warning("Spark had already stopped: %s", str(error).splitlines()[0])
         spark.stop()
@@ -296,10 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spark_streaming.py", description=__doc__.split("\n")[0],
                                      parents=[service_wait_option()])
     parser.add_argument("--available-now", action="store_true",
-                        help="count everything available on votes_topic, then exit (for scripts and tests)")
+                        help="count everything available on votes_topic, then exit (for scripts and tests; in "
+                             "micro-batches, whatever SPARK_COUNTING_MODE says)")
+    parser.add_argument("--rebuild-checkpoint", action="store_true",
+                        help="delete this election's checkpoint first and count votes_topic again from its start "
+                             "(to carry on from an earlier version's checkpoint, which the job otherwise refuses)")
     args = parser.parse_args(argv)
     started = start_long_running(kafka_io.COUNTING, args.wait_for_services)
     if started is None:
         return 1
     settings, stop = started
-    return run(settings, available_now=args.available_now, stop=stop)
+    return run(settings, available_now=args.available_now, rebuild_checkpoint=args.rebuild_checkpoint, stop=stop)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
 
 from realtime_voting import kafka_io, processes, topics, waiting
+from realtime_voting.dashboard_data import ResultsReader
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
@@ -40,8 +42,7 @@ def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election
     assert_totals_equal_the_tables(election)
     assert sum(value["total_votes"] for value in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 3000
     one_result = next(iter(latest(election, topics.VOTES_PER_CANDIDATE).values()))
-    assert set(one_result) == {"candidate_id", "candidate_name", "party_affiliation", "photo_url", "total_votes",
-                               "computed_at"}
+    assert set(one_result) == {"candidate_id", "candidate_name", "party_affiliation", "photo_url", "total_votes"}
     dead = {message.key(): dict(message.headers()) for message in read_to_end(election, election.topic(
         topics.DEAD_LETTERS)) if dict(message.headers())["dlq.stage"] == b"counting"}
     assert set(dead) == {key for key, _ in bad_messages}
@@ -90,4 +91,66 @@ def test_totals_are_exact_after_sigkill_mid_stream(election, tmp_path):
     vote(election)  # the votes of any voter still waiting
     assert query(election, "SELECT count(*) FROM votes") == [(4000,)]
     count(election)
+    assert_totals_equal_the_tables(election)
+
+
+class TotalsWatcher:
+    """The dashboard's reader of the results, sampled every 0.1 s by a thread of its own: every total a person
+    watching the dashboard could have seen, in order, per (topic, key)."""
+
+    def __init__(self, election: Settings) -> None:
+        self.reader = ResultsReader(election)
+        self.seen: dict[tuple[str, str], list[int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.1):
+            for topic, rows in self.reader.snapshot().by_topic.items():
+                for key, result in rows.items():
+                    totals = self.seen.setdefault((topic, key), [])
+                    if not totals or totals[-1] != result["total_votes"]:
+                        totals.append(result["total_votes"])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.reader.close()
+
+    def falls(self) -> dict[tuple[str, str], list[int]]:
+        return {group: totals for group, totals in self.seen.items() if totals != sorted(totals)}
+
+
+def test_no_reader_sees_a_total_fall_when_the_job_is_killed_twice_in_quick_succession(election, tmp_path):
+    """Votes keep coming while the counting job (the default mode) is SIGKILLed once it has counted, started
+    again and SIGKILLed again at once, while it replays: the dashboard's reader never shows a total lower than one
+    it showed, and the totals end exact."""
+    seed(election, "--voters", "4000")
+    log = tmp_path / "counting.log"
+    watcher = TotalsWatcher(election)
+    voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", "400",
+                             log=tmp_path / "voting.log")
+    try:
+        counting_killed_once_it_has_counted(election, 0, log)
+        again = processes.start(election, "spark_streaming.py", log=log)
+        try:  # killed as soon as its query has started again: in the middle of its replay
+            waiting.until(lambda: log.read_text().count("counting votes for") >= 2, timeout_s=120,
+                          what="the counting job's second start", explain=lambda: last_lines(log))
+        finally:
+            processes.stop("spark_streaming.py", again, how=signal.SIGKILL)
+        third = processes.start(election, "spark_streaming.py", log=log)
+        try:
+            processes.stop("voting.py", voting)
+            vote(election)  # the votes of every voter still waiting
+            stored = query(election, "SELECT count(*) FROM votes")[0][0]
+            waiting.until(lambda: watcher.reader.snapshot().votes_counted == stored, timeout_s=180,
+                          what=f"the dashboard's reader showing all {stored} votes", explain=lambda: last_lines(log))
+        finally:
+            processes.stop("spark_streaming.py", third)
+    finally:
+        processes.stop("voting.py", voting)
+        watcher.close()
+    assert watcher.seen, "the reader saw no results"
+    assert watcher.falls() == {}
     assert_totals_equal_the_tables(election)

@@ -1,18 +1,22 @@
-"""The counting job's transformations on small batch DataFrames (no Kafka): validation, dedup, tallies."""
+"""The counting job's transformations on small batch DataFrames (no Kafka): validation, dedup, tallies, dead
+letters, and the task slots Real-Time Mode needs."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 
+import pytest
+
 from realtime_voting import topics
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.streaming import (
+    NotEnoughTaskSlots,
     classify_votes,
-    counted_votes,
-    dead_letters,
-    tallies,
+    counting_records,
+    local_master_for,
+    task_slots_needed,
 )
 
 SETTINGS = replace(Settings.from_env({}), kafka_topic_prefix="t-")
@@ -42,8 +46,19 @@ def classify(spark, values: list[bytes | None]):
     return classify_votes(raw, CANDIDATES)
 
 
-def results(frame) -> dict[tuple[str, str], dict]:
-    return {(row.topic, row.key): json.loads(row.value) for row in frame.collect()}
+def records(spark, values: list[bytes | None]) -> list:
+    return counting_records(classify(spark, values), SETTINGS).collect()
+
+
+def results(rows) -> dict[tuple[str, str], dict]:
+    """The result records among ``rows``, by (topic, key)."""
+    dead_letters = SETTINGS.topic(topics.DEAD_LETTERS)
+    return {(row.topic, bytes(row.key).decode()): json.loads(bytes(row.value)) for row in rows
+            if row.topic != dead_letters}
+
+
+def counted(classified) -> list:
+    return [row for row in classified.collect() if row.reason is None]
 
 
 BAD_VOTES = [
@@ -65,19 +80,19 @@ def test_bad_votes_are_not_counted_and_each_says_why(spark):
     classified = classify(spark, [value for value, _ in BAD_VOTES] + [vote()])
     reasons = {row.offset: row.reason for row in classified.collect()}
     assert reasons == {**{offset: reason for offset, (_, reason) in enumerate(BAD_VOTES)}, len(BAD_VOTES): None}
-    assert [row.voter_id for row in counted_votes(classified).collect()] == ["v-1"]
+    assert [row.voter_id for row in counted(classified)] == ["v-1"]
 
 
 def test_a_valid_vote_takes_the_candidate_from_the_candidates_table(spark):
-    [row] = counted_votes(classify(spark, [vote()])).collect()
+    [row] = counted(classify(spark, [vote()]))
     assert (row.voter_id, row.candidate_id, row.candidate_name, row.party_affiliation) == (
         "v-1", "c-1", "Jennie Nichols", "Management Party")
     assert row.voting_time.isoformat() == "2026-11-24T12:00:30.500000"
 
 
 def test_dead_letters_keep_the_original_bytes_and_carry_the_reason(spark):
-    [row] = dead_letters(classify(spark, [b"{not json"]), SETTINGS).collect()
-    assert (row.topic, row.key, bytes(row.value)) == (SETTINGS.topic(topics.DEAD_LETTERS), b"k0", b"{not json")
+    [row] = records(spark, [b"{not json"])
+    assert (row.topic, bytes(row.key), bytes(row.value)) == (SETTINGS.topic(topics.DEAD_LETTERS), b"k0", b"{not json")
     headers = {header.key: bytes(header.value) for header in row.headers}
     assert headers["dlq.reason"] == b"not valid JSON" and headers["dlq.stage"] == b"counting"
     assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (topics.VOTES.encode(), b"0")
@@ -91,14 +106,13 @@ def test_tallies_count_each_voter_once_in_every_result(spark):
         vote("v-3", "c-2", date_of_birth="2008-11-25"),  # 17 at voting time
         b"{broken",
     ]
-    totals = results(tallies(counted_votes(classify(spark, values)), SETTINGS))
-    assert totals[(PER_CANDIDATE, "c-2")] | {"computed_at": None} == {
+    totals = results(records(spark, values))
+    assert totals[(PER_CANDIDATE, "c-2")] == {
         "candidate_id": "c-2", "candidate_name": "Harry Pearson", "party_affiliation": "Savior Party",
-        "photo_url": "https://x/2.jpg", "total_votes": 2, "computed_at": None}
+        "photo_url": "https://x/2.jpg", "total_votes": 2}
     assert totals[(PER_CANDIDATE, "c-1")]["total_votes"] == 2
     assert totals[(PER_PARTY, "Management Party")]["total_votes"] == 2
-    assert totals[(BY_LOCATION, "Devon")] | {"computed_at": None} == {
-        "state": "Devon", "total_votes": 3, "computed_at": None}
+    assert totals[(BY_LOCATION, "Devon")] == {"state": "Devon", "total_votes": 3}
     assert totals[(BY_LOCATION, "Kent")]["total_votes"] == 1
     assert totals[(BY_GENDER, "female")]["total_votes"] == 3
     assert totals[(BY_AGE_GROUP, "25-34")]["total_votes"] == 1
@@ -112,8 +126,7 @@ def test_tallies_count_each_voter_once_in_every_result(spark):
 def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
     values = [vote("v-1", "c-1", "2026-11-24T12:00:59Z"), vote("v-1", "c-1", "2026-11-24T12:00:59Z"),
               vote("v-2", "c-1", "2026-11-24T12:01:00Z"), vote("v-3", "c-2", "2026-11-24T12:00:01Z")]
-    minutes = {key: value for key, value in results(tallies(counted_votes(classify(spark, values)), SETTINGS)).items()
-               if key[0] == PER_MINUTE}
+    minutes = {key: value for key, value in results(records(spark, values)).items() if key[0] == PER_MINUTE}
     first = minutes[(PER_MINUTE, "c-1|2026-11-24T12:00Z")]
     assert (first["total_votes"], first["window_start"], first["window_end"]) == (
         1, "2026-11-24T12:00:00.000Z", "2026-11-24T12:01:00.000Z")
@@ -122,13 +135,29 @@ def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
     assert len(minutes) == 3
 
 
-def test_every_result_says_when_it_was_computed(spark):
-    totals = results(tallies(counted_votes(classify(spark, [vote()])), SETTINGS))
-    assert all(value["computed_at"].endswith("Z") for value in totals.values())
+def test_each_message_becomes_its_results_or_its_dead_letter_in_one_pass(spark):
+    rows = records(spark, [vote("v-1"), b"{broken", b"{broken"])
+    topics_written = sorted(row.topic for row in rows)
+    # Six results for the vote; the two broken messages (offsets 1 and 2) are each a dead letter of their own.
+    assert topics_written == sorted([PER_CANDIDATE, PER_PARTY, BY_LOCATION, BY_GENDER, BY_AGE_GROUP, PER_MINUTE]
+                                    + [SETTINGS.topic(topics.DEAD_LETTERS)] * 2)
+    assert all(row.headers == [] for row in rows if row.topic != SETTINGS.topic(topics.DEAD_LETTERS))
 
 
-def test_each_message_is_parsed_once_however_many_fields_the_filters_read(spark):
-    plans = {name: frame._jdf.queryExecution().executedPlan().toString() for name, frame in (
-        ("counted", counted_votes(classify(spark, [vote()]))),
-        ("dead letters", dead_letters(classify(spark, [vote()]), SETTINGS)))}
-    assert {name: plan.count("parseJson(") for name, plan in plans.items()} == {"counted": 1, "dead letters": 1}
+def test_each_message_is_parsed_once_for_its_results_and_its_dead_letter(spark):
+    plan = counting_records(classify(spark, [vote()]), SETTINGS)._jdf.queryExecution().executedPlan().toString()
+    assert plan.count("parseJson(") == 1
+
+
+def test_real_time_mode_holds_a_slot_per_vote_partition_and_per_stateful_stage():
+    assert task_slots_needed(vote_partitions=3, shuffle_partitions=1) == 5
+    assert task_slots_needed(vote_partitions=12, shuffle_partitions=4) == 20
+
+
+def test_a_local_master_gets_the_slots_real_time_mode_needs_or_a_clear_refusal():
+    assert local_master_for(replace(SETTINGS, spark_master="local[*]"), 5) == "local[5]"
+    assert local_master_for(replace(SETTINGS, spark_master="local[8]"), 5) == "local[8]"
+    assert local_master_for(replace(SETTINGS, spark_master="local[2]", spark_counting_mode="microbatch"), 5) == (
+        "local[2]")
+    with pytest.raises(NotEnoughTaskSlots, match=r"SPARK_MASTER=local\[2\] offers 2 task slot\(s\).*local\[5\]"):
+        local_master_for(replace(SETTINGS, spark_master="local[2]"), 5)

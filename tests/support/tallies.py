@@ -9,6 +9,7 @@ from collections import Counter
 from realtime_voting import topics
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
+from realtime_voting.schemas import keep_highest
 from realtime_voting.settings import Settings
 
 AGE_GROUP_SQL = """
@@ -32,9 +33,11 @@ EXPECTED_SQL = {
 
 
 def latest(election: Settings, topic: str) -> dict[str, dict]:
-    """The current result per key of a compacted result topic: the latest message of each key."""
-    messages = read_to_end(election, election.topic(topic))
-    return {message.key().decode(): json.loads(message.value()) for message in messages}
+    """The current result per key of a compacted result topic, as every reader folds them (the highest total)."""
+    results: dict[str, dict] = {}
+    for message in read_to_end(election, election.topic(topic)):
+        keep_highest(results, message.key().decode(), json.loads(message.value()))
+    return results
 
 
 def assert_totals_equal_the_tables(election: Settings) -> None:
