@@ -16,6 +16,8 @@ from realtime_voting.dashboard_data import ResultsReader
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
 from realtime_voting.settings import Settings
+from realtime_voting.streaming import EARLIER_QUERIES
+from realtime_voting.topics import checkpoint_root
 from tests.support.stages import count, last_lines, seed, vote
 from tests.support.tallies import EXPECTED_SQL, assert_totals_equal_the_tables, latest
 
@@ -153,4 +155,22 @@ def test_no_reader_sees_a_total_fall_when_the_job_is_killed_twice_in_quick_succe
         watcher.close()
     assert watcher.seen, "the reader saw no results"
     assert watcher.falls() == {}
+    assert_totals_equal_the_tables(election)
+
+
+def test_an_earlier_versions_checkpoint_is_refused_and_rebuilt_by_the_command_it_names(election):
+    """The job before #23 checkpointed two queries, ``tallies`` and ``dead_letters``, in format v1, which this one
+    cannot carry on from: it refuses them, naming ``--rebuild-checkpoint``, which counts everything again."""
+    seed(election, "--voters", "500")
+    vote(election)
+    root = Path(checkpoint_root(election))
+    for name in EARLIER_QUERIES:  # the earlier job's layout: a folder per query, with its offsets log
+        (root / name / "offsets").mkdir(parents=True)
+        (root / name / "offsets" / "0").write_text("v1\n")
+    refused = processes.run(election, "spark_streaming.py", "--available-now")
+    assert refused.returncode == 2
+    assert "--rebuild-checkpoint" in refused.stderr and "earlier version" in refused.stderr
+    assert latest(election, topics.VOTES_PER_CANDIDATE) == {}  # nothing counted on the old checkpoint
+    count(election, "--rebuild-checkpoint")
+    assert not any((root / name).exists() for name in EARLIER_QUERIES)
     assert_totals_equal_the_tables(election)
