@@ -54,8 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, action="append", dest="rates", metavar="RATE",
                         help="votes per second for the latency phase (repeatable: one run at each; default 1000)")
     parser.add_argument("--seconds", type=int, default=60, help="length of the latency phase")
-    parser.add_argument("--warm-up", type=int, default=15,
-                        help="seconds of votes at the same rate before the latency phase measures")
+    parser.add_argument("--warm-up", type=int, default=None,
+                        help="seconds of votes at the same rate before the latency phase measures (default: 15, and "
+                             "in Real-Time Mode past the job's first checkpoint, SPARK_CHECKPOINT_SECONDS + 5)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="voting.py processes, 2nd run")
     parser.add_argument("--phase", action="append", choices=PHASES, dest="phases", metavar="PHASE",
                         help=f"run only this phase (repeatable; default all, in this order: {', '.join(PHASES)}); "
@@ -93,11 +94,12 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages,
             phases.seed(parallel, args.voters, stages)
             figures[f"vote_per_s_{args.workers}_workers"] = phases.vote_rate(parallel, args.voters, args.workers,
                                                                              stages)
+    warm_up = args.warm_up if args.warm_up is not None else phases.default_warm_up(base)
     for rate in args.rates if "latency" in args.phases else ():
-        phase(f"latency at {rate:,} votes/s for {args.seconds}s, after {args.warm_up}s of warm-up "
+        phase(f"latency at {rate:,} votes/s for {args.seconds}s, after {warm_up}s of warm-up "
               f"(SPARK_COUNTING_MODE={base.spark_counting_mode})")
         latency, batches[f"latency phase at {rate:,} votes/s"] = phases.e2e_latency(
-            base, rate, args.seconds, args.warm_up, stages)
+            base, rate, args.seconds, warm_up, stages)
         figures |= latency
     if "election" in args.phases:
         phase(f"a whole election of {args.voters:,} voters, every stage at once")

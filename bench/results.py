@@ -84,23 +84,38 @@ def result_messages(election: Settings) -> int:
 
 
 def latency_percentiles(election: Settings, shown: list[Shown], measured_from: float) -> tuple[float, float, float]:
-    """p50, p95 and p99 in ms, from a vote's ``voting_time`` to the first result of its candidate that counts it.
-
-    For each candidate, the k-th vote (by voting_time) is counted when a result first shows total >= k. Only
-    the votes cast from ``measured_from`` (epoch seconds) on are measured; all of them are ranked.
-    """
+    """p50, p95 and p99 in ms of ``counting_latencies`` over the votes of ``election``."""
     votes = db.query(election, "SELECT candidate_id, extract(epoch FROM voting_time) FROM votes "
                                "ORDER BY candidate_id, voting_time")
-    totals_shown: dict[str, list[tuple[int, float]]] = {}
-    for value, stamp in shown:
-        totals_shown.setdefault(value["candidate_id"], []).append((value["total_votes"], stamp))
-    latencies = []
-    rank: dict[str, int] = {}
-    for candidate_id, cast_at in votes:
-        rank[candidate_id] = rank.get(candidate_id, 0) + 1
-        counted_at = min((stamp for total, stamp in totals_shown.get(candidate_id, []) if total >= rank[candidate_id]),
-                         default=None)
-        if counted_at is not None and float(cast_at) >= measured_from:
-            latencies.append((counted_at - float(cast_at)) * 1000)
+    latencies = counting_latencies([(candidate_id, float(cast_at)) for candidate_id, cast_at in votes], shown,
+                                   measured_from)
     quantiles = statistics.quantiles(latencies, n=100)
     return quantiles[49], quantiles[94], quantiles[98]
+
+
+def counting_latencies(votes: list[tuple[str, float]], shown: list[Shown], measured_from: float) -> list[float]:
+    """Per vote cast from ``measured_from`` (epoch seconds) on, the ms from its ``voting_time`` to the first result
+    of its candidate that counts it. ``votes`` are (candidate ID, voting_time), by candidate then time.
+
+    For each candidate, the k-th vote (by voting_time) is counted when a result first shows total >= k; a total sent
+    again lower (a replay) counts nothing new. Linear in the votes and the results (Real-Time Mode sends a result
+    per vote): both are walked once, in order.
+    """
+    # Per candidate, the results in the order the broker received them, each with the highest total shown so far.
+    reached: dict[str, list[tuple[float, int]]] = {}
+    for value, stamp in sorted(shown, key=lambda result: result[1]):
+        steps = reached.setdefault(value["candidate_id"], [])
+        steps.append((stamp, max(value["total_votes"], steps[-1][1] if steps else 0)))
+    latencies = []
+    rank: dict[str, int] = {}
+    position: dict[str, int] = {}  # per candidate, the first result that may count its next vote
+    for candidate_id, cast_at in votes:
+        rank[candidate_id] = rank.get(candidate_id, 0) + 1
+        steps = reached.get(candidate_id, [])
+        index = position.get(candidate_id, 0)
+        while index < len(steps) and steps[index][1] < rank[candidate_id]:
+            index += 1
+        position[candidate_id] = index
+        if index < len(steps) and cast_at >= measured_from:
+            latencies.append((steps[index][0] - cast_at) * 1000)
+    return latencies

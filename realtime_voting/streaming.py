@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -282,6 +283,9 @@ def task_slots_needed(vote_partitions: int, shuffle_partitions: int) -> int:
     return vote_partitions + 2 * shuffle_partitions
 
 
+LOCAL_MASTER = re.compile(r"local(?:\[(?P<threads>\*|\d+)(?:,\d+)?\])?")  # local, local[4], local[*], local[4,2]
+
+
 class NotEnoughTaskSlots(RuntimeError):
     """The Spark master offers fewer task slots than Real-Time Mode holds at once."""
 
@@ -291,10 +295,11 @@ def local_master_for(settings: Settings, slots: int) -> str:
     Real-Time Mode's ``slots`` (``local[*]`` on a small machine) gets exactly that many (they wait on Kafka most
     of the time, so more threads than cores is what it needs). ``local[N]`` set below ``slots`` is refused."""
     master = settings.spark_master
-    if not settings.realtime_counting or not master.startswith("local"):
+    local = LOCAL_MASTER.fullmatch(master)
+    if not settings.realtime_counting or local is None:
         return master
-    threads = master.removeprefix("local").strip("[]").split(",")[0]
-    if threads in ("", "*"):
+    threads = local["threads"]
+    if threads in (None, "*"):
         return f"local[{slots}]"
     if int(threads) < slots:
         raise NotEnoughTaskSlots(

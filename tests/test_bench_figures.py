@@ -9,6 +9,8 @@ import sys
 import psutil
 
 from bench.__main__ import PHASES, parse_args, print_table
+from bench.phases import latency_suffix
+from bench.results import counting_latencies
 from bench.stages import cpu_seconds
 
 BURN_S = 0.3
@@ -21,10 +23,12 @@ def test_every_phase_runs_by_default_and_phase_selects_some():
 
 
 def test_a_partial_run_prints_its_figures_without_the_references(capsys):
-    print_table({"e2e_latency_ms_p50": 812.0, "cpu_s_per_1000_voters_counting": 0.123},
-                parse_args(["--phase", "latency", "--rate", "1000"]))
+    print_table({"e2e_latency_ms_p50": 812.0, "e2e_latency_ms_p95_at_5000_microbatch": 3000.0,
+                 "cpu_s_per_1000_voters_counting": 0.123},
+                parse_args(["--phase", "latency", "--rate", "1000", "--rate", "5000"]))
     table = capsys.readouterr().out
-    assert "e2e_latency_ms_p50" in table and "812.0  at 1,000 votes/s" in table
+    assert "e2e_latency_ms_p50" in table and "812.0  at 1,000 votes/s, realtime mode" in table
+    assert "3,000.0  at 5,000 votes/s, microbatch mode" in table
     assert "0.12" in table
     assert "reference" not in table
 
@@ -46,3 +50,19 @@ def test_cpu_seconds_count_a_child_that_has_ended():
     burn = f"import time\nwhile time.process_time() < {BURN_S}: pass"
     subprocess.run([sys.executable, "-c", burn], check=True)  # noqa: S603 - this interpreter, a constant script
     assert cpu_seconds(me) - before >= BURN_S - TICKS_S
+
+
+def test_a_vote_is_counted_by_the_first_result_reaching_its_rank_and_a_replayed_lower_total_counts_nothing():
+    votes = [("a", 10.0), ("a", 11.0), ("a", 12.0), ("b", 10.5)]
+    shown = [({"candidate_id": "a", "total_votes": 1}, 10.1), ({"candidate_id": "b", "total_votes": 1}, 10.6),
+             ({"candidate_id": "a", "total_votes": 2}, 11.2),
+             ({"candidate_id": "a", "total_votes": 1}, 12.0),  # a replay re-sends a lower total: no news
+             ({"candidate_id": "a", "total_votes": 3}, 12.5)]
+    latencies = counting_latencies(votes, shown, measured_from=10.2)
+    assert [round(ms) for ms in latencies] == [200, 500, 100]  # a's 2nd and 3rd vote, then b's
+
+
+def test_latency_figures_are_named_by_rate_and_mode_except_at_1000_in_the_default_mode():
+    assert latency_suffix(1000, "realtime") == ""
+    assert latency_suffix(5000, "realtime") == "_at_5000"
+    assert latency_suffix(1000, "microbatch") == "_at_1000_microbatch"

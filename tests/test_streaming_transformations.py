@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -12,12 +13,15 @@ from realtime_voting import topics
 from realtime_voting.schemas import Candidate
 from realtime_voting.settings import Settings
 from realtime_voting.streaming import (
+    CheckpointFromEarlierVersion,
     NotEnoughTaskSlots,
     classify_votes,
+    counting_checkpoint,
     counting_records,
     local_master_for,
     task_slots_needed,
 )
+from realtime_voting.topics import checkpoint_root
 
 SETTINGS = replace(Settings.from_env({}), kafka_topic_prefix="t-")
 # The result topics of SETTINGS' election, by what they count.
@@ -159,5 +163,30 @@ def test_a_local_master_gets_the_slots_real_time_mode_needs_or_a_clear_refusal()
     assert local_master_for(replace(SETTINGS, spark_master="local[8]"), 5) == "local[8]"
     assert local_master_for(replace(SETTINGS, spark_master="local[2]", spark_counting_mode="microbatch"), 5) == (
         "local[2]")
+    assert local_master_for(replace(SETTINGS, spark_master="local"), 5) == "local[5]"
+    assert local_master_for(replace(SETTINGS, spark_master="spark://master:7077"), 5) == "spark://master:7077"
     with pytest.raises(NotEnoughTaskSlots, match=r"SPARK_MASTER=local\[2\] offers 2 task slot\(s\).*local\[5\]"):
         local_master_for(replace(SETTINGS, spark_master="local[2]"), 5)
+
+
+def test_an_earlier_versions_checkpoint_is_refused_naming_the_command_that_rebuilds_it(tmp_path):
+    settings = replace(SETTINGS, spark_checkpoint_dir=str(tmp_path))
+    earlier = Path(checkpoint_root(settings)) / "tallies" / "offsets"
+    earlier.mkdir(parents=True)
+    with pytest.raises(CheckpointFromEarlierVersion, match="python spark_streaming.py --rebuild-checkpoint"):
+        counting_checkpoint(settings, rebuild=False)
+    assert counting_checkpoint(settings, rebuild=True).endswith("/counting")
+    assert not earlier.exists()
+
+
+def test_the_state_of_a_first_batch_that_never_committed_is_cleared_and_a_committed_one_kept(tmp_path):
+    settings = replace(SETTINGS, spark_checkpoint_dir=str(tmp_path))
+    checkpoint = Path(checkpoint_root(settings)) / "counting"
+    (checkpoint / "state" / "0").mkdir(parents=True)
+    counting_checkpoint(settings, rebuild=False)
+    assert not (checkpoint / "state").exists()  # killed in batch 0: no offsets written, nothing committed
+    (checkpoint / "state" / "0").mkdir(parents=True)
+    (checkpoint / "offsets").mkdir()
+    (checkpoint / "offsets" / "0").write_text("v2\n")
+    counting_checkpoint(settings, rebuild=False)
+    assert (checkpoint / "state" / "0").exists()
