@@ -153,7 +153,7 @@ def after_warm_up(batches: list[batch_progress.Batch], warm_up_rows: int) -> lis
 def whole_election(base: Settings, voters: int, workers: int,
                    stages: Stages) -> tuple[float, list[batch_progress.Batch], dict[str, float]]:
     """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once;
-    the tallies query's micro-batches; and the CPU seconds each stage (and the local broker and PostgreSQL) took
+    the counting query's batches; and the CPU seconds each stage (and the local broker and PostgreSQL) took
     meanwhile, by name."""
     with elections.throwaway(base, "bench_election") as election, ExitStack() as running:
         services_before = services_cpu_seconds(base)

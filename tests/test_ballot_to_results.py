@@ -57,7 +57,7 @@ def test_a_ballot_cast_in_the_browser_shows_on_the_results_page_within_two_secon
     [(name, party)] = query(election, "SELECT candidate_name, party_affiliation FROM candidates "
                                       "ORDER BY candidate_id LIMIT 1")
     with chromium_page() as ballot:
-        results = ballot.context.new_page()
+        results = ballot.context.browser.new_page(viewport={"width": 1400, "height": 3000})
         open_when_served(results, f"http://localhost:{port}/", lambda: app.poll() is None)
 
         # The first ballot: once the results page shows it, the counting job has started and counts as votes come.

@@ -1,5 +1,6 @@
 """voting.py rides out a PostgreSQL restart and a Kafka broker restart mid-election, on a stack of its own, and
-replays only the batches it had in hand.
+replays only the batches it had in hand; the counting job, running beside it in its default mode (Real-Time Mode),
+rides out the broker's restart too and ends with exact totals.
 
 The restarts would disturb every other test on the session's shared stack, so this test starts its own (the
 project's ``LocalStack``, its state under ``tmp_path``, on free ports) and stops it afterwards.
@@ -22,8 +23,10 @@ from realtime_voting import db, elections, kafka_io, processes, topics, waiting
 from realtime_voting.local_stack import KafkaBroker, LocalStack, PostgresServer
 from realtime_voting.settings import Settings
 from tests.support.ports import free_ports
+from tests.support.stages import last_lines
+from tests.support.tallies import assert_totals_equal_the_tables, latest
 
-pytestmark = pytest.mark.integration  # a stack of its own, restarted mid-test
+pytestmark = [pytest.mark.integration, pytest.mark.spark]  # a stack of its own, restarted mid-test
 
 VOTERS = 1000
 RATE = 50  # votes per second: an election of 20 s, long enough to restart both services in the middle of it
@@ -52,6 +55,10 @@ def own_stack(tmp_path: Path) -> Iterator[Settings]:
     finally:
         gc.collect()  # a Kafka client held in a reference cycle is freed while its broker runs (support/services.py)
         stack.down()
+
+
+def votes_counted(election: Settings) -> int:
+    return sum(result["total_votes"] for result in latest(election, topics.VOTES_PER_CANDIDATE).values())
 
 
 def votes_stored(election: Settings) -> int:
@@ -92,7 +99,8 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
     election = elections.new(own_stack, "restarts")
     seeded = processes.run(election, "main.py", "--source", "offline", "--voters", str(VOTERS))
     assert seeded.returncode == 0, seeded.stderr
-    log = tmp_path / "voting.log"
+    log, counting_log = tmp_path / "voting.log", tmp_path / "counting.log"
+    counting = processes.start(election, "spark_streaming.py", log=counting_log)
     voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", str(RATE), log=log)
 
     def the_log() -> str:
@@ -122,8 +130,13 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
         waiting.until(lambda: votes_stored(election) == VOTERS, timeout_s=60, what=f"all {VOTERS} votes stored",
                       explain=the_log)
         assert voting.poll() is None, f"voting.py exited during the restarts\n{the_log()}"
+        waiting.until(lambda: votes_counted(election) == VOTERS, timeout_s=180,
+                      what=f"all {VOTERS} votes counted through the restarts", explain=lambda: last_lines(counting_log))
+        assert counting.poll() is None, f"the counting job exited during the restarts\n{last_lines(counting_log)}"
     finally:
         exit_code = processes.stop("voting.py", voting)
+        processes.stop("spark_streaming.py", counting)
+    assert_totals_equal_the_tables(election)
     assert exit_code == 0, the_log()
     assert before < after_postgres
     assert "PostgreSQL failed" in log.read_text(), "the restart went unnoticed: the retry path was not exercised"
