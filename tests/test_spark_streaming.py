@@ -127,8 +127,14 @@ class TotalsWatcher:
 def test_no_reader_sees_a_total_fall_when_the_job_is_killed_twice_in_quick_succession(election, tmp_path):
     """Votes keep coming while the counting job (the default mode) is SIGKILLed once it has counted, started
     again and SIGKILLed again at once, while it replays: the dashboard's reader never shows a total lower than one
-    it showed, and the totals end exact."""
+    it showed, the totals end exact, and bad messages among the votes end as dead letters with their reasons."""
     seed(election, "--voters", "4000")
+    bad_messages = {b"bad-json": b"{not json", b"bad-candidate": json.dumps(
+        {"voter_id": "stranger", "candidate_id": "nobody", "voting_time": "2026-12-07T12:00:00+00:00"}).encode()}
+    producer = Producer(kafka_io.producer_config(election, kafka_io.ADMIN))
+    for key, value in bad_messages.items():
+        producer.produce(election.topic(topics.VOTES), key=key, value=value)
+    assert producer.flush(10) == 0
     log = tmp_path / "counting.log"
     watcher = TotalsWatcher(election)
     voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", "400",
@@ -156,6 +162,9 @@ def test_no_reader_sees_a_total_fall_when_the_job_is_killed_twice_in_quick_succe
     assert watcher.seen, "the reader saw no results"
     assert watcher.falls() == {}
     assert_totals_equal_the_tables(election)
+    reasons = {message.key(): dict(message.headers())["dlq.reason"]  # a replay may send one twice: the same
+               for message in read_to_end(election, election.topic(topics.DEAD_LETTERS))}
+    assert reasons == {b"bad-json": b"not valid JSON", b"bad-candidate": b"unknown candidate nobody"}
 
 
 def test_an_earlier_versions_checkpoint_is_refused_and_rebuilt_by_the_command_it_names(election):
