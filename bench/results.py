@@ -11,7 +11,7 @@ import statistics
 import uuid
 from datetime import datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 
 from bench import BenchFailed
 from realtime_voting import db, kafka_io, topics
@@ -73,12 +73,8 @@ def result_messages(election: Settings) -> int:
     consumer = Consumer(kafka_io.consumer_config(election, kafka_io.ADMIN, f"reader-{uuid.uuid4().hex[:8]}",
                                                  **{"enable.auto.commit": False}))
     try:
-        total = 0
-        for topic in (election.topic(name) for name in topics.AGGREGATED):
-            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-            total += sum(consumer.get_watermark_offsets(TopicPartition(topic, number), timeout=10)[1]
-                         for number in partitions)
-        return total
+        return sum(sum((kafka_io.partition_ends(consumer, election.topic(name)) or {}).values())
+                   for name in topics.AGGREGATED)
     finally:
         consumer.close()
 

@@ -72,10 +72,6 @@ class Results:
         return sum(row["total_votes"] for row in self.rows(topics.VOTES_PER_CANDIDATE))
 
 
-def parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 class ResultsReader:
     """One consumer, assigned every partition of the result topics from the start, folding messages into the
     latest value per key. Starts its thread at once; ``close()`` stops it."""

@@ -290,7 +290,7 @@ def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0, prin
                                         **{"enable.auto.commit": False}))
     deadline = time.monotonic() + timeout_s
     try:
-        ends = waiting.until(lambda: _partition_ends(consumer, topic), timeout_s=timeout_s,
+        ends = waiting.until(lambda: partition_ends(consumer, topic), timeout_s=timeout_s,
                              what=f"the partitions of {topic} at {settings.kafka_bootstrap_servers}")
         consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING) for number in ends])
         messages: list[Message] = []
@@ -309,7 +309,7 @@ def read_to_end(settings: Settings, topic: str, *, timeout_s: float = 60.0, prin
         consumer.close()
 
 
-def _partition_ends(consumer: Consumer, topic: str) -> dict[int, int] | None:
+def partition_ends(consumer: Consumer, topic: str) -> dict[int, int] | None:
     """The end offset of each partition of ``topic``, or None while its partitions have no leader yet."""
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions

@@ -1,6 +1,6 @@
 """The dashboard's pure functions, on hand-made results."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
@@ -10,7 +10,7 @@ from realtime_voting.schemas import keep_highest
 
 
 def minute_before(end: str) -> str:
-    return (data.parse_time(end) - timedelta(minutes=1)).isoformat()
+    return (datetime.fromisoformat(end) - timedelta(minutes=1)).isoformat()
 
 
 def results_with(candidates: list[tuple[str, str, int]], minutes: list[tuple[str, str, int]] = ()) -> data.Results:
