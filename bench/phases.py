@@ -39,7 +39,7 @@ def vote_rate(election: Settings, voters: int, workers: int, stages: Stages) -> 
     with ExitStack() as running:
         started = time.perf_counter()
         voting = [running.enter_context(stages.start(election, f"voting-{worker}", "voting.py",
-                                                     "--exit-on-idle", "2", log="voting"))
+                                                     "--until-end", log="voting"))
                   for worker in range(workers)]
         waiting.until(lambda: results.votes_stored(election) >= voters, timeout_s=STAGE_TIMEOUT_S,
                       what=f"{voters:,} votes stored")

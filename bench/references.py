@@ -4,11 +4,10 @@ PostgreSQL's COPY of voters rows, and Kafka's own producer benchmark for message
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 from bench import BenchFailed
-from realtime_voting import db, elections, kafka_io, people, topics
+from realtime_voting import db, elections, kafka_io, people, processes, topics
 from realtime_voting.settings import Settings
 
 COPY_BATCH = 10_000
@@ -34,13 +33,12 @@ def producer_rate(base: Settings, records: int) -> float:
         # As main.py's user, with its security settings when Kafka asks for them (KAFKA_SECURITY_PROTOCOL).
         client_properties = [f"{name}={value}" for name, value in
                              kafka_io.java_client_properties(election, kafka_io.SEEDING).items()]
-        finished = subprocess.run(  # noqa: S603 - Kafka's own benchmark tool with the bench's own arguments
-            ["java", "-Xmx512m", "-cp", f"{base.jars_dir / 'kafka'}/*", "org.apache.kafka.tools.ProducerPerformance",  # noqa: S607 - java from PATH, as the local stack finds it
+        finished = processes.run_program(
+            ["java", "-Xmx512m", "-cp", f"{base.jars_dir / 'kafka'}/*", "org.apache.kafka.tools.ProducerPerformance",
              "--topic", election.topic(topics.VOTERS), "--num-records", str(records),
              "--record-size", str(record_size), "--throughput", "-1",
              "--producer-props", *client_properties, "linger.ms=5"],
-            capture_output=True, text=True, timeout=600, check=False,
-        )
+            timeout_s=600)
     rates = re.findall(r"([\d.]+) records/sec", finished.stdout)
     if finished.returncode != 0 or not rates:
         raise BenchFailed(f"ProducerPerformance exited with {finished.returncode} and printed no rate:\n"

@@ -6,36 +6,34 @@ newest message per key is the current total, and the whole history says when eac
 
 from __future__ import annotations
 
-import json
 import statistics
 import uuid
-from datetime import datetime
 
 from confluent_kafka import Consumer
 
 from bench import BenchFailed
 from realtime_voting import db, kafka_io, topics
-from realtime_voting.schemas import keep_highest
+from realtime_voting.schemas import Result, Vote, keep_highest
 from realtime_voting.settings import Settings
 
 READ_TIMEOUT_S = 120.0  # a result topic of a million-voter election is read to its end well within this
 
-Shown = tuple[dict, float]  # a result's value, and when the broker received it (epoch seconds)
+Shown = tuple[Result, float]  # a result, and when the broker received it (epoch seconds)
 
 
 def history(election: Settings) -> list[Shown]:
     """Every per-candidate result the job published, in the order it published them."""
-    return [(json.loads(message.value()), message.timestamp()[1] / 1000)
+    return [(Result.from_message(message.value()), message.timestamp()[1] / 1000)
             for message in kafka_io.read_to_end(election, election.topic(topics.VOTES_PER_CANDIDATE),
                                                 timeout_s=READ_TIMEOUT_S)]
 
 
 def latest_totals(election: Settings) -> dict[str, int]:
     """Candidate ID -> the highest total the job published for them (a replay may re-send a lower one)."""
-    latest: dict[str, dict] = {}
-    for value, _ in history(election):
-        keep_highest(latest, value["candidate_id"], value)
-    return {candidate_id: value["total_votes"] for candidate_id, value in latest.items()}
+    latest: dict[str, Result] = {}
+    for result, _ in history(election):
+        keep_highest(latest, result.candidate_id, result)
+    return {candidate_id: result.total_votes for candidate_id, result in latest.items()}
 
 
 def votes_counted(election: Settings) -> int:
@@ -60,7 +58,7 @@ def publish_delays(election: Settings, measured_from: float) -> tuple[float, flo
     from ``measured_from`` (epoch seconds) on. The rest of ``latency_percentiles`` is the counting job's."""
     delays = []
     for message in kafka_io.read_to_end(election, election.topic(topics.VOTES), timeout_s=READ_TIMEOUT_S):
-        cast_at = datetime.fromisoformat(json.loads(message.value())["voting_time"]).timestamp()
+        cast_at = Vote.from_message(message.value()).voting_time.timestamp()
         if cast_at >= measured_from:
             delays.append((message.timestamp()[1] / 1000 - cast_at) * 1000)
     quantiles = statistics.quantiles(delays, n=100)
@@ -99,9 +97,9 @@ def counting_latencies(votes: list[tuple[str, float]], shown: list[Shown], measu
     """
     # Per candidate, the results in the order the broker received them, each with the highest total shown so far.
     reached: dict[str, list[tuple[float, int]]] = {}
-    for value, stamp in sorted(shown, key=lambda result: result[1]):
-        steps = reached.setdefault(value["candidate_id"], [])
-        steps.append((stamp, max(value["total_votes"], steps[-1][1] if steps else 0)))
+    for result, stamp in sorted(shown, key=lambda shown_at: shown_at[1]):
+        steps = reached.setdefault(result.candidate_id, [])
+        steps.append((stamp, max(result.total_votes, steps[-1][1] if steps else 0)))
     latencies = []
     rank: dict[str, int] = {}
     position: dict[str, int] = {}  # per candidate, the first result that may count its next vote

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pandas as pd
-import simplejson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from realtime_voting import db, kafka_io, topics
-from realtime_voting.schemas import keep_highest
+from realtime_voting.schemas import InvalidMessage, Result, keep_highest
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -60,16 +59,16 @@ def fetch_register(settings: Settings) -> Register:
 class Results:
     """The latest value of every key of each result topic, by the topic's base name."""
 
-    by_topic: dict[str, dict[str, dict]] = field(default_factory=dict)
+    by_topic: dict[str, dict[str, Result]] = field(default_factory=dict)
     kafka_error: str | None = None
     newest_computed_at: datetime | None = None  # the newest result's message timestamp: when the job sent it
 
-    def rows(self, topic: str) -> list[dict]:
+    def rows(self, topic: str) -> list[Result]:
         return list(self.by_topic.get(topic, {}).values())
 
     @property
     def votes_counted(self) -> int:
-        return sum(row["total_votes"] for row in self.rows(topics.VOTES_PER_CANDIDATE))
+        return sum(row.total_votes for row in self.rows(topics.VOTES_PER_CANDIDATE))
 
 
 class ResultsReader:
@@ -79,7 +78,7 @@ class ResultsReader:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._topics = {settings.topic(name): name for name in topics.AGGREGATED}
-        self._latest: dict[str, dict[str, dict]] = {name: {} for name in topics.AGGREGATED}
+        self._latest: dict[str, dict[str, Result]] = {name: {} for name in topics.AGGREGATED}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._kafka_error: str | None = None
@@ -140,9 +139,9 @@ class ResultsReader:
         if key is None or value is None:
             return
         try:
-            result = simplejson.loads(value)
-        except ValueError:
-            logger.warning("skipping a result on %s that is not JSON", topic)
+            result = Result.from_message(value)
+        except (InvalidMessage, TypeError, ValueError) as error:
+            logger.warning("skipping a result on %s that is not one (%s)", topic, error)
             return
         with self._lock:
             keep_highest(self._latest[self._topics[topic]], key.decode(), result)

@@ -19,6 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from realtime_voting import waiting
+from realtime_voting.schemas import Rejection
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -263,14 +264,9 @@ def produce_all(producer: Producer, topic: str, messages: Iterable[KeyedMessage]
 
 def dead_letter(message: Message, *, stage: str, reason: str) -> KeyedMessage:
     """The dead letter for a rejected message: its original key and bytes, and ``dlq.*`` headers saying why."""
-    headers = [
-        ("dlq.stage", stage.encode()),
-        ("dlq.reason", reason.encode()),
-        ("dlq.source.topic", (message.topic() or "").encode()),
-        ("dlq.source.partition", str(message.partition()).encode()),
-        ("dlq.source.offset", str(message.offset()).encode()),
-    ]
-    return message.key(), message.value() or b"", headers
+    rejection = Rejection(stage=stage, reason=reason, source_topic=message.topic() or "",
+                          source_partition=message.partition(), source_offset=message.offset())
+    return message.key(), message.value() or b"", rejection.headers()
 
 
 # A topic created a moment ago may not have its partition leaders yet: these errors mean "ask again".

@@ -276,3 +276,45 @@ def _as_variable(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     return str(value)
+
+
+# --- docs/settings.md's table, made from the declaration (`make docs` writes it; a test keeps it equal). ---
+
+SETTINGS_DOC = REPO_ROOT / "docs" / "settings.md"
+TABLE_START, TABLE_END = "<!-- every setting: made by `make docs` from realtime_voting/settings.py -->", "<!-- end -->"
+
+
+def _shown_default(default: object) -> str:
+    """A default as the table shows it: paths relative to the repository, empty and None in words."""
+    if default is None:
+        return "unset"
+    if default == "":
+        return "empty"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float):
+        return f"`{default:g}`"
+    if isinstance(default, (str, Path)) and str(default).startswith(f"{REPO_ROOT}/"):
+        return f"`{Path(default).relative_to(REPO_ROOT)}`"
+    return f"`{default}`"
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table: its variable, its default and what it does, in declaration order."""
+    rows = [f"| `{name}` | {_shown_default(field.default)} | {field.metadata['doc']} |"
+            for name, field in variables().items()]
+    return "\n".join(["| Variable | Default | What it does |", "|---|---|---|", *rows])
+
+
+def document_with_table(document: str) -> str:
+    """``document`` (docs/settings.md) with the table between its markers made anew."""
+    before, start, rest = document.partition(TABLE_START)
+    _, end, after = rest.partition(TABLE_END)
+    if not start or not end:
+        raise ValueError(f"{SETTINGS_DOC} has lost its table's markers: {TABLE_START} ... {TABLE_END}")
+    return f"{before}{TABLE_START}\n{settings_table()}\n{TABLE_END}{after}"
+
+
+if __name__ == "__main__":  # `make docs`
+    SETTINGS_DOC.write_text(document_with_table(SETTINGS_DOC.read_text()))
+    print(f"wrote the table of {len(variables())} settings in {SETTINGS_DOC}")

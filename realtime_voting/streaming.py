@@ -68,7 +68,14 @@ from pyspark.sql.streaming import StreamingQuery
 from realtime_voting import db, kafka_io, topics, waiting
 from realtime_voting.batch_progress import ProgressLog
 from realtime_voting.cli import service_wait_option, start_long_running
-from realtime_voting.schemas import Candidate
+from realtime_voting.schemas import (
+    DEAD_LETTER_HEADERS,
+    RESULT_GROUP_FIELDS,
+    VOTE_FIELDS,
+    Candidate,
+    Rejection,
+    field_names,
+)
 from realtime_voting.settings import Settings
 from realtime_voting.spark_session import build_spark_session
 from realtime_voting.topics import checkpoint_root
@@ -77,12 +84,10 @@ logger = logging.getLogger(__name__)
 
 STAGE = "counting"
 AGE_GROUPS = ((18, 24), (25, 34), (35, 44), (45, 54), (55, 64))
-# Every field a result's group can have, with its type; a result sets its own and leaves the others null.
-RESULT_DIMENSIONS = {name: "string" for name in (
-    "candidate_id", "candidate_name", "party_affiliation", "photo_url", "state", "gender", "age_group")} | {
-    "window_start": "timestamp", "window_end": "timestamp"}
-GROUP_TYPE = f"struct<{','.join(f'{name}:{kind}' for name, kind in RESULT_DIMENSIONS.items())}>"
-# What a dead letter carries through the aggregation to the sink: the message's bytes, why, and where it was.
+# A result's group (schemas.RESULT_GROUP_FIELDS): a result sets the fields its topic groups by, the others null.
+GROUP_TYPE = f"struct<{','.join(f'{name}:{kind}' for name, kind in RESULT_GROUP_FIELDS)}>"
+# What a dead letter carries through the aggregation to the sink: the message's bytes and its schemas.Rejection
+# but the stage, which is this one. (A key of the aggregation's state: changing it orphans every checkpoint.)
 REJECTION_TYPE = "struct<value:binary,reason:string,source_topic:string,source_partition:int,source_offset:bigint>"
 HEADERS_TYPE = "array<struct<key:string,value:binary>>"  # the Kafka sink's `headers` column
 
@@ -91,6 +96,19 @@ HEADERS_TYPE = "array<struct<key:string,value:binary>>"  # the Kafka sink's `hea
 
 def _json_type(document: Column, name: str) -> Column:
     return F.schema_of_variant(F.try_variant_get(document, f"$.{name}", "variant"))
+
+
+def vote_fields(document: Column) -> list[Column]:
+    """The vote message's fields (``schemas.VOTE_FIELDS``) as columns of their types: null where the field is
+    missing or will not convert. A time is also kept as its text (``<name>_text``), to say why it is not a time."""
+    columns = []
+    for name, kind in VOTE_FIELDS:
+        if kind == "timestamp":
+            text = F.try_variant_get(document, f"$.{name}", "string")
+            columns += [text.alias(f"{name}_text"), F.try_to_timestamp(text).alias(name)]
+        else:
+            columns.append(F.try_variant_get(document, f"$.{name}", kind).alias(name))
+    return columns
 
 
 def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame:
@@ -109,13 +127,8 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
         "*",
         _json_type(F.col("document"), "voter_id").alias("voter_id_type"),
         _json_type(F.col("document"), "candidate_id").alias("candidate_id_type"),
-        F.try_variant_get("document", "$.voter_id", "string").alias("voter_id"),
-        F.try_variant_get("document", "$.candidate_id", "string").alias("message_candidate_id"),
-        F.try_variant_get("document", "$.voting_time", "string").alias("voting_time_text"),
-        F.try_variant_get("document", "$.address_state", "string").alias("state"),
-        F.try_variant_get("document", "$.gender", "string").alias("gender"),
-        F.try_variant_get("document", "$.date_of_birth", "date").alias("date_of_birth"),
-    ).withColumn("voting_time", F.try_to_timestamp("voting_time_text"))
+        *vote_fields(F.col("document")),
+    )
 
     # The candidates standing, as a literal map from id to name, party and photo: a handful of rows, so a map
     # lookup per vote instead of a join, which would cost a broadcast job in every micro-batch.
@@ -123,7 +136,7 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
         F.lit(candidate.candidate_id),
         F.struct(*(F.lit(getattr(candidate, name)).alias(name)
                    for name in ("candidate_name", "party_affiliation", "photo_url"))))))
-    joined = parsed.withColumn("candidate", F.try_element_at(standing, F.col("message_candidate_id"))).select(
+    joined = parsed.withColumn("candidate", F.try_element_at(standing, F.col("candidate_id"))).select(
         "*", "candidate.*")
 
     def id_problem(name: str) -> Column:
@@ -141,13 +154,13 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
             F.when(F.col("voting_time").isNull(),
                    F.concat(F.lit("voting_time is not a time: "), F.col("voting_time_text"))),
             F.when(F.col("candidate_name").isNull(),
-                   F.concat(F.lit("unknown candidate "), F.col("message_candidate_id"))),
+                   F.concat(F.lit("unknown candidate "), F.col("candidate_id"))),
         ))
     )
     return joined.select(
         "key", "value", "topic", "partition", "offset", reason.alias("reason"),
-        "voter_id", F.col("message_candidate_id").alias("candidate_id"), "candidate_name", "party_affiliation",
-        "photo_url", "voting_time", F.coalesce("state", F.lit("unknown")).alias("state"),
+        "voter_id", "candidate_id", "candidate_name", "party_affiliation",
+        "photo_url", "voting_time", F.coalesce("address_state", F.lit("unknown")).alias("state"),
         F.coalesce("gender", F.lit("unknown")).alias("gender"), "date_of_birth",
     )
 
@@ -167,7 +180,7 @@ def age_group(date_of_birth: Column, at: Column) -> Column:
 
 def _result(topic: str, key: Column, **dimensions: Column) -> Column:
     """One result row: the topic it goes to, its key, and its group's fields (the others stay null)."""
-    fields = [dimensions.get(name, F.lit(None).cast(kind)).alias(name) for name, kind in RESULT_DIMENSIONS.items()]
+    fields = [dimensions.get(name, F.lit(None).cast(kind)).alias(name) for name, kind in RESULT_GROUP_FIELDS]
     return F.struct(F.lit(topic).alias("topic"), key.cast("binary").alias("key"), F.struct(*fields).alias("group"),
                     F.lit(None).cast(REJECTION_TYPE).alias("rejection"))
 
@@ -233,17 +246,14 @@ def counting_records(classified: DataFrame, settings: Settings) -> DataFrame:
     # for SPARK_CHECKPOINT_SECONDS, so Spark's current_timestamp() would be its start, not the result's time).
     header = lambda name, text: F.struct(F.lit(name).alias("key"), text.cast("binary").alias("value"))  # noqa: E731
     rejection = F.col("rejection")
+    said = {name: F.lit(STAGE) if name == "stage" else rejection[name] for name in field_names(Rejection)}
     return counts.select(
         "topic", "key",
         F.when(is_result, F.to_json(F.struct("group.*", F.col("total_votes"))).cast("binary"))
         .otherwise(rejection["value"]).alias("value"),
-        F.when(is_result, F.array().cast(HEADERS_TYPE)).otherwise(F.array(
-            header("dlq.stage", F.lit(STAGE)),
-            header("dlq.reason", rejection["reason"]),
-            header("dlq.source.topic", rejection["source_topic"]),
-            header("dlq.source.partition", rejection["source_partition"].cast("string")),
-            header("dlq.source.offset", rejection["source_offset"].cast("string")),
-        )).alias("headers"),
+        F.when(is_result, F.array().cast(HEADERS_TYPE)).otherwise(F.array(*(
+            header(DEAD_LETTER_HEADERS[name], column.cast("string")) for name, column in said.items()
+        ))).alias("headers"),
     )
 
 

@@ -23,6 +23,11 @@ vote. Who stays home depends on the voter ID and ``--seed`` alone (``stays_home`
 messages, so a replay, another process or ``make demo`` (which prints voters left for the ballot page) agree.
 A voter who stays home has no vote stored and can vote on the ballot page.
 
+It runs until Ctrl-C or SIGTERM. ``--until-end`` stops it once the group has finished every voter published
+before it started (the group's committed offsets reach the ends it saw then: with several processes, each stops
+when all of them are done), which is how the tests and the bench know voting has finished; ``--exit-on-idle N``
+stops it after N seconds without a new voter.
+
 The loop, batch by batch, as small steps (``VotingStage._vote``): consume voters; ``prepare_batch`` turns them
 into ballots and dead letters; the ballot-box thread stores the ballots (``BallotBox.store``) and publishes the
 stored votes at once (``BallotBox.publish``), while the loop reads the next batch, then publishes the batch's dead
@@ -53,11 +58,11 @@ import psycopg2
 import psycopg2.extensions
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from realtime_voting import db, kafka_io, topics
+from realtime_voting import db, kafka_io, topics, waiting
 from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, StoredBatch
 from realtime_voting.cli import service_wait_option, start_long_running
 from realtime_voting.overlapped import StoredBehind
-from realtime_voting.schemas import Candidate, InvalidMessage, voter_id_of
+from realtime_voting.schemas import Candidate, InvalidMessage, Rejection, voter_id_of
 from realtime_voting.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -380,10 +385,17 @@ class VotingOptions:
     rate: float = 0.0  # --rate / VOTING_RATE: votes per second, 0 for no cap
     turnout: float = 1.0  # --turnout / VOTING_TURNOUT
     exit_on_idle_s: float | None = None
+    until_end: bool = False  # --until-end
+
+
+# How often --until-end asks the broker for the group's committed offsets while voters keep coming.
+END_CHECK_EVERY_S = 1.0
+ENDS_TIMEOUT_S = 60.0  # for voters_topic's partitions to exist and have leaders, with --until-end
 
 
 class VotingStage:
-    """Waits for the candidates, then consumes voters and casts their ballots until stopped (or idle)."""
+    """Waits for the candidates, then consumes voters and casts their ballots until stopped (or idle, or at the
+    end of what was published when it started)."""
 
     def __init__(self, settings: Settings, options: VotingOptions, stop: threading.Event) -> None:
         if not 0 <= options.turnout <= 1:
@@ -401,7 +413,8 @@ class VotingStage:
         self.ballot_box: BallotBox
 
     def run(self) -> None:
-        """Vote until stopped (SIGINT/SIGTERM set ``stop``) or idle; raises ``BadOption`` for bad ``--weights``."""
+        """Vote until stopped (SIGINT/SIGTERM set ``stop``), idle or at the end; raises ``BadOption`` for bad
+        ``--weights``, ``waiting.TimedOut`` when ``--until-end`` finds no voters topic."""
         candidates = db.wait_for_candidates(self.settings, self.stop)
         if candidates is None:
             return  # stopped before the election was seeded
@@ -430,6 +443,8 @@ class VotingStage:
             last_voter_at = min(last_voter_at, time.monotonic())
 
         voters_topic, group = self.settings.topic(topics.VOTERS), self.settings.topic(topics.VOTING_GROUP)
+        ends = self._ends_now(voters_topic) if self.options.until_end else None
+        next_end_check = 0.0
         self.clients.consumer.subscribe([voters_topic], on_assign=on_assign)
         logger.info("voting: reading %s as %s", voters_topic, group)
         while not self.stop.is_set():
@@ -451,12 +466,40 @@ class VotingStage:
                   and now - last_voter_at >= self.options.exit_on_idle_s):
                 logger.info("no new voter for %.0fs: exiting (--exit-on-idle)", self.options.exit_on_idle_s)
                 break
+            elif ends is not None and (batch is None or now >= next_end_check):
+                next_end_check = now + END_CHECK_EVERY_S
+                if self._group_reached(voters_topic, ends):
+                    logger.info("the voting group has finished %s up to where it ended at start: exiting "
+                                "(--until-end)", voters_topic)
+                    break
             self.progress.report(time.monotonic())
         stored = ballot_box_thread.hand_over(None)  # the batch read last, unless stopping mid-retry
         if stored is not None:
             self._finish(*stored)
         if self.offsets:
             self._commit_finished()  # a commit that failed, tried once more before the consumer closes
+
+    def _ends_now(self, voters_topic: str) -> dict[int, int]:
+        """The end offset of each partition of the voters topic, as it is now: where ``--until-end`` stops."""
+        ends = waiting.until(lambda: kafka_io.partition_ends(self.clients.consumer, voters_topic),
+                             timeout_s=ENDS_TIMEOUT_S, stop=self.stop, every_s=1.0,
+                             what=f"{voters_topic} to exist, for --until-end (has main.py published voters?)")
+        logger.info("voting until the end of %s as it is now: %d voters (--until-end)", voters_topic,
+                    sum((ends or {}).values()))
+        return ends or {}
+
+    def _group_reached(self, voters_topic: str, ends: dict[int, int]) -> bool:
+        """Whether the voting group (every worker of it) has committed each partition up to ``ends``: all the
+        voters published before this process started have had their turn, and their votes are stored."""
+        partitions = [TopicPartition(voters_topic, number) for number, end in ends.items() if end > 0]
+        if not partitions:
+            return True
+        try:
+            committed = self.clients.consumer.committed(partitions, timeout=10)
+        except KafkaException as error:  # the broker is away: not known yet, asked again in a moment
+            logger.debug("the group's offsets are not known yet: %s", error)
+            return False
+        return all(partition.offset >= ends[partition.partition] for partition in committed)
 
     def _cast(self, batch: Batch) -> StoredBatch | None:
         """The ballot-box thread's part: store the batch's votes, reconnecting and retrying while PostgreSQL is
@@ -485,7 +528,7 @@ class VotingStage:
             if produced is None:
                 return False
             logger.warning("rejected %d message(s) to %s, e.g. %s", len(dead_letters), self.dead_letter_topic,
-                           dict(dead_letters[0][2])["dlq.reason"].decode())
+                           Rejection.from_headers(dead_letters[0][2]).reason)
         self.progress.count(stored.results, rejected=len(dead_letters))
         self.offsets.finished(next_offsets(batch.messages))
         self._commit_finished()
@@ -519,7 +562,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="voting.py", description=__doc__.split("\n")[0],
                                      parents=[service_wait_option()])
     parser.add_argument("--exit-on-idle", type=float, metavar="SECONDS",
-                        help="exit after this many seconds without a new voter (for scripts and tests)")
+                        help="exit after this many seconds without a new voter (for scripts)")
+    parser.add_argument("--until-end", action="store_true",
+                        help="exit once the voting group has finished every voter published before this process "
+                             "started (for scripts, tests and the bench: no idle wait)")
     parser.add_argument("--weights", default=None, metavar="NAME=WEIGHT,...",
                         help='make some candidates likelier, e.g. "Savior Party=3" (names, parties or ids; '
                              "default: uniform, or VOTING_WEIGHTS)")
@@ -544,10 +590,11 @@ def main(argv: list[str] | None = None) -> int:
         rate=args.rate if args.rate is not None else settings.voting_rate,
         turnout=args.turnout if args.turnout is not None else settings.voting_turnout,
         exit_on_idle_s=args.exit_on_idle,
+        until_end=args.until_end,
     )
     try:
         VotingStage(settings, options, stop).run()
-    except BadOption as error:
+    except (BadOption, waiting.TimedOut) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from realtime_voting import db, kafka_io, topics
 from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
+from realtime_voting.schemas import Vote
 from realtime_voting.settings import Settings
 from tests.support.stages import seed
 
@@ -37,8 +37,8 @@ def registered(election: Settings) -> tuple[list[str], list[str]]:
     return voters, candidates
 
 
-def published(election: Settings) -> list[dict]:
-    return [json.loads(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
+def published(election: Settings) -> list[Vote]:
+    return [Vote.from_message(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
 
 
 def test_a_vote_is_stored_and_the_stored_vote_published(election, ballot_box):
@@ -48,9 +48,8 @@ def test_a_vote_is_stored_and_the_stored_vote_published(election, ballot_box):
     assert (result.vote.candidate_id, result.vote.voting_time) == (candidate, NOON)
     assert query(election, "SELECT voter_id, candidate_id, voting_time FROM votes") == [(voter, candidate, NOON)]
     [message] = published(election)
-    assert (message["voter_id"], message["candidate_id"], message["voting_time"]) == (
-        voter, candidate, "2026-11-24T12:00:00+00:00")
-    assert message["address_state"] and message["gender"]
+    assert (message.voter_id, message.candidate_id, message.voting_time) == (voter, candidate, NOON)
+    assert message.address_state and message.gender
 
 
 def test_a_second_ballot_keeps_the_first_vote_and_republishes_it(election, ballot_box):
@@ -60,7 +59,7 @@ def test_a_second_ballot_keeps_the_first_vote_and_republishes_it(election, ballo
     assert again.accepted and again.already_voted
     assert (again.vote.candidate_id, again.vote.voting_time) == (first, NOON)
     assert query(election, "SELECT candidate_id FROM votes") == [(first,)]
-    assert {message["candidate_id"] for message in published(election)} == {first}
+    assert {message.candidate_id for message in published(election)} == {first}
 
 
 def test_two_ballots_of_one_voter_in_one_batch_store_the_first(election, ballot_box):
@@ -81,7 +80,7 @@ def test_unregistered_voters_and_unknown_candidates_are_rejected_and_nothing_is_
         None,
     ]
     assert query(election, "SELECT voter_id FROM votes") == [(other,)]
-    assert [message["voter_id"] for message in published(election)] == [other]
+    assert [message.voter_id for message in published(election)] == [other]
 
 
 def test_a_voter_who_stays_home_stores_nothing_and_an_earlier_vote_of_theirs_stands(election, ballot_box):
@@ -93,7 +92,7 @@ def test_a_voter_who_stays_home_stores_nothing_and_an_earlier_vote_of_theirs_sta
     assert results[1].vote.candidate_id == candidate
     assert results[2].rejection == "voter 'nobody' is not registered"
     assert query(election, "SELECT voter_id, voting_time FROM votes") == [(voted_earlier, NOON)]
-    assert [message["voter_id"] for message in published(election)] == [voted_earlier, voted_earlier]
+    assert [message.voter_id for message in published(election)] == [voted_earlier, voted_earlier]
 
 
 def test_a_ballot_for_an_unknown_candidate_does_not_hide_the_voters_valid_one(election, ballot_box):
@@ -122,8 +121,8 @@ def test_two_ballots_of_one_voter_cast_at_once_from_two_connections_store_and_pu
     assert sorted(result.already_voted for result in results) == [False, True]
     assert results[0].vote == results[1].vote
     assert (results[0].vote.candidate_id, results[0].vote.voting_time) == (stored_candidate, stored_at)
-    assert {message["candidate_id"] for message in published(election)
-            if message["voter_id"] == voter} == {stored_candidate}
+    assert {message.candidate_id for message in published(election)
+            if message.voter_id == voter} == {stored_candidate}
 
 
 def test_a_voter_is_identified_only_by_their_own_voter_id_and_registration_number(election, ballot_box):
@@ -147,6 +146,6 @@ def test_republishing_sends_the_stored_votes_again_and_nothing_for_voters_who_ha
     (voter, other, *_), (candidate, _) = registered(election)
     ballot_box.cast([Ballot(voter, candidate)], now=NOON)
     assert ballot_box.republish([voter, other]) == 1
-    assert [(message["voter_id"], message["candidate_id"], message["voting_time"]) for message in published(election)
-            ] == [(voter, candidate, "2026-11-24T12:00:00+00:00")] * 2
+    assert [(message.voter_id, message.candidate_id, message.voting_time) for message in published(election)
+            ] == [(voter, candidate, NOON)] * 2
     assert query(election, "SELECT count(*) FROM votes") == [(1,)]

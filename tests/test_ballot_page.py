@@ -4,7 +4,6 @@ in a real browser and counted by the running Spark job: tests/test_demo.py."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import replace
 
@@ -17,6 +16,7 @@ from realtime_voting.ballot_page import NO_MATCH, throttled_address, wait_after,
 from realtime_voting.dashboard import BALLOT_PAGE
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
+from realtime_voting.schemas import Vote
 from realtime_voting.settings import Settings
 from tests.support.ballot_page import ballot_page_of, sign_in, signed_in, texts, voters
 from tests.support.ports import free_ports
@@ -36,8 +36,8 @@ def candidates(election: Settings) -> dict[str, str]:
 
 def published(election: Settings) -> list[tuple[str, str]]:
     """(voter_id, candidate_id) of every message on votes_topic."""
-    messages = [json.loads(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
-    return [(message["voter_id"], message["candidate_id"]) for message in messages]
+    votes = [Vote.from_message(message.value()) for message in read_to_end(election, election.topic(topics.VOTES))]
+    return [(cast.voter_id, cast.candidate_id) for cast in votes]
 
 
 def cast(app: AppTest, candidate_id: str) -> AppTest:

@@ -27,15 +27,11 @@ SHOWN_WITHIN_MS = 2000  # issue #23: from "Cast my vote" to the count on the res
 def app_port(election: Settings, tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen]]:
     """The counting job (running until stopped, in its default mode) and the web app: its port and process."""
     port = free_ports(1)[0]
-    counting = processes.start(election, "spark_streaming.py", log=tmp_path / "counting.log")
-    app = processes.start(election, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                          "--server.port", str(port), "--browser.gatherUsageStats", "false",
-                          log=tmp_path / "app.log")
-    try:
+    with (processes.running(election, "spark_streaming.py", log=tmp_path / "counting.log"),
+          processes.running(election, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+                            "--server.port", str(port), "--browser.gatherUsageStats", "false",
+                            log=tmp_path / "app.log") as app):
         yield port, app
-    finally:
-        processes.stop("streamlit_app.py", app)
-        processes.stop("spark_streaming.py", counting)
 
 
 def cast(ballot: Page, port: int, voter: tuple[str, str], candidate: str) -> None:

@@ -3,15 +3,14 @@ CPU time a stage is charged with."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import psutil
 
 from bench.__main__ import PHASES, parse_args, print_table
 from bench.phases import latency_suffix
 from bench.results import counting_latencies
 from bench.stages import cpu_seconds
+from realtime_voting import processes
+from realtime_voting.schemas import Result
 
 BURN_S = 0.3
 TICKS_S = 0.05  # the kernel counts CPU time in ticks of 10 ms, and truncates: a few ticks of slack
@@ -48,16 +47,16 @@ def test_cpu_seconds_count_a_child_that_has_ended():
     me = psutil.Process()
     before = cpu_seconds(me)
     burn = f"import time\nwhile time.process_time() < {BURN_S}: pass"
-    subprocess.run([sys.executable, "-c", burn], check=True)  # noqa: S603 - this interpreter, a constant script
+    assert processes.run_program(processes.command("-c", burn)).returncode == 0
     assert cpu_seconds(me) - before >= BURN_S - TICKS_S
 
 
 def test_a_vote_is_counted_by_the_first_result_reaching_its_rank_and_a_replayed_lower_total_counts_nothing():
     votes = [("a", 10.0), ("a", 11.0), ("a", 12.0), ("b", 10.5)]
-    shown = [({"candidate_id": "a", "total_votes": 1}, 10.1), ({"candidate_id": "b", "total_votes": 1}, 10.6),
-             ({"candidate_id": "a", "total_votes": 2}, 11.2),
-             ({"candidate_id": "a", "total_votes": 1}, 12.0),  # a replay re-sends a lower total: no news
-             ({"candidate_id": "a", "total_votes": 3}, 12.5)]
+    shown = [(Result("a", total_votes=1), 10.1), (Result("b", total_votes=1), 10.6),
+             (Result("a", total_votes=2), 11.2),
+             (Result("a", total_votes=1), 12.0),  # a replay re-sends a lower total: no news
+             (Result("a", total_votes=3), 12.5)]
     latencies = counting_latencies(votes, shown, measured_from=10.2)
     assert [round(ms) for ms in latencies] == [200, 500, 100]  # a's 2nd and 3rd vote, then b's
 

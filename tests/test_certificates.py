@@ -5,12 +5,11 @@ libpq's verify-full does). They need no service."""
 from __future__ import annotations
 
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from realtime_voting import certificates
+from realtime_voting import certificates, processes
 from realtime_voting.settings import REPO_ROOT, Settings
 
 HOSTS = ["localhost", "127.0.0.1", "::1", "postgres"]
@@ -109,7 +108,7 @@ def test_the_stacks_keys_stay_out_of_git_and_out_of_the_docker_build():
     state_dir = Settings.from_env({}).state_dir.relative_to(REPO_ROOT)
     keys = [state_dir / "tls" / certificates.AUTHORITY_KEY, state_dir / "data" / "postgres" / "server.key"]
     for key in keys:
-        ignored = subprocess.run(["git", "check-ignore", "-q", str(key)], cwd=REPO_ROOT, check=False)  # noqa: S603, S607 - git from PATH, fixed arguments
+        ignored = processes.run_program(["git", "check-ignore", "-q", str(key)])
         assert ignored.returncode == 0, f"git would commit {key}"
     ignored_by_docker = (REPO_ROOT / ".dockerignore").read_text().splitlines()
     assert f"{state_dir}/" in ignored_by_docker, f"docker compose build would send {state_dir}/ to the builder"

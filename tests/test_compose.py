@@ -31,11 +31,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from realtime_voting import dashboard_data, kafka_io, topics, waiting
+from realtime_voting import dashboard_data, kafka_io, processes, topics, waiting
 from realtime_voting.db import query
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.settings import Settings
 from tests.support.browser import chromium_page, metric_value, open_when_served
 from tests.support.ports import free_ports
+from tests.support.tools import tool_missing
 
 pytestmark = [pytest.mark.compose, pytest.mark.browser]
 
@@ -77,8 +78,7 @@ class ComposeStack:
 
     def run(self, command: list[str], timeout_s: float) -> str:
         try:
-            result = subprocess.run(command, cwd=REPO_ROOT, env=self.environment, capture_output=True, text=True,  # noqa: S603 - docker and make, with the test's own arguments
-                                    timeout=timeout_s, stdin=subprocess.DEVNULL)
+            result = processes.run_program(command, env=self.environment, timeout_s=timeout_s)
         except subprocess.TimeoutExpired as error:
             pytest.fail(f"`{' '.join(command)}` did not finish within {timeout_s:.0f}s\n{self.logs()}"
                         f"\n{error.stdout or ''}{error.stderr or ''}")
@@ -89,9 +89,8 @@ class ComposeStack:
 
     def logs(self, lines: int = 25) -> str:
         """The last log lines of every service, for a failure's message."""
-        result = subprocess.run(["docker", "compose", "--env-file", ".env.example", "logs", "--no-color",  # noqa: S603, S607 - docker from PATH, with the test's own arguments
-                                 "--tail", str(lines), *SERVICES], cwd=REPO_ROOT, env=self.environment,
-                                capture_output=True, text=True, timeout=60)
+        result = processes.run_program(["docker", "compose", "--env-file", ".env.example", "logs", "--no-color",
+                                        "--tail", str(lines), *SERVICES], env=self.environment, timeout_s=60)
         return f"--- last {lines} log lines of each service ---\n{result.stdout[-12000:]}"
 
     def trust_the_brokers_ca(self) -> None:
@@ -108,14 +107,14 @@ class ComposeStack:
 def docker_and_compose_answer() -> bool:
     """Whether a Docker engine runs and Compose v2 is there (else ``make compose-up`` provides them)."""
     return shutil.which("docker") is not None and all(
-        subprocess.run(command, capture_output=True, timeout=60).returncode == 0  # noqa: S603 - docker from PATH (which() above), fixed arguments
+        processes.run_program(command, timeout_s=60).returncode == 0
         for command in (["docker", "info"], ["docker", "compose", "version"]))
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[ComposeStack]:
     if os.geteuid() != 0 and shutil.which("docker") is None:
-        pytest.skip("no Docker here, and only root can install it (make compose-up)")
+        tool_missing("no Docker here, and only root can install it (make compose-up)")
     compose = ComposeStack()
     if docker_and_compose_answer():
         compose.compose("down", "--volumes", "--remove-orphans", timeout_s=300)  # what an interrupted run left
@@ -151,8 +150,8 @@ def votes_cast(stack: ComposeStack) -> int:
 
 def totals_match_the_votes_table(stack: ComposeStack, reader: dashboard_data.ResultsReader) -> bool:
     results = reader.snapshot()
-    per_candidate = {row["candidate_id"]: row["total_votes"] for row in results.rows(topics.VOTES_PER_CANDIDATE)}
-    per_state = {row["state"]: row["total_votes"] for row in results.rows(topics.TURNOUT_BY_LOCATION)}
+    per_candidate = {row.candidate_id: row.total_votes for row in results.rows(topics.VOTES_PER_CANDIDATE)}
+    per_state = {row.state: row.total_votes for row in results.rows(topics.TURNOUT_BY_LOCATION)}
     return (per_candidate == dict(query(stack.settings, "SELECT candidate_id, count(*) FROM votes GROUP BY 1"))
             and per_state == dict(query(stack.settings, "SELECT address_state, count(*) FROM votes "
                                                         "JOIN voters USING (voter_id) GROUP BY 1")))

@@ -6,19 +6,19 @@ import pandas as pd
 
 from realtime_voting import dashboard_data as data
 from realtime_voting import topics
-from realtime_voting.schemas import keep_highest
+from realtime_voting.schemas import Result, keep_highest
 
 
-def minute_before(end: str) -> str:
-    return (datetime.fromisoformat(end) - timedelta(minutes=1)).isoformat()
+def minute_before(end: str) -> datetime:
+    return datetime.fromisoformat(end) - timedelta(minutes=1)
 
 
 def results_with(candidates: list[tuple[str, str, int]], minutes: list[tuple[str, str, int]] = ()) -> data.Results:
-    per_candidate = {cid: {"candidate_id": cid, "candidate_name": name, "party_affiliation": f"{name} Party",
-                           "photo_url": "", "total_votes": votes}
+    per_candidate = {cid: Result(candidate_id=cid, candidate_name=name, party_affiliation=f"{name} Party",
+                                 photo_url="", total_votes=votes)
                      for cid, name, votes in candidates}
-    per_minute = {f"{name}|{end}": {"candidate_name": name, "window_start": minute_before(end), "window_end": end,
-                                    "total_votes": votes}
+    per_minute = {f"{name}|{end}": Result(candidate_name=name, window_start=minute_before(end),
+                                          window_end=datetime.fromisoformat(end), total_votes=votes)
                   for name, end, votes in minutes}
     return data.Results({topics.VOTES_PER_CANDIDATE: per_candidate, topics.VOTES_PER_MINUTE: per_minute})
 
@@ -47,8 +47,8 @@ def test_the_votes_counted_are_the_per_candidate_totals():
 def test_a_lower_total_sent_again_after_a_replay_never_replaces_a_higher_one():
     latest: dict[str, dict] = {}
     for total in (1, 5, 3, 5, 7, 2):  # a restart's replay re-sends 3 after 5, and 2 after 7
-        keep_highest(latest, "a", {"candidate_id": "a", "total_votes": total})
-    assert latest == {"a": {"candidate_id": "a", "total_votes": 7}}
+        keep_highest(latest, "a", Result(candidate_id="a", total_votes=total))
+    assert latest == {"a": Result(candidate_id="a", total_votes=7)}
 
 
 def test_votes_over_time_accumulate_per_candidate():

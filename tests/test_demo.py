@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,12 +29,10 @@ PROGRESS = re.compile(r"votes cast ([\d,]+) of ([\d,]+) voters, counted ([\d,]+)
 class Demo:
     """``python -m realtime_voting.demo`` running with an election's settings; its output in a log file."""
 
-    def __init__(self, election: Settings, port: int, log: Path) -> None:
+    def __init__(self, process: subprocess.Popen, port: int, log: Path) -> None:
+        self.process = process
         self.port = port
         self.log = log
-        self.process = processes.start(
-            election, "-m", "realtime_voting.demo", "--voters", str(VOTERS), "--rate", str(RATE),
-            "--turnout", str(TURNOUT), "--seed", str(SEED), "--port", str(port), log=log)
 
     @property
     def lines(self) -> list[str]:
@@ -59,11 +58,11 @@ class Demo:
 
 @pytest.fixture
 def demo(election: Settings, tmp_path: Path) -> Iterator[Demo]:
-    running = Demo(election, free_ports(1)[0], tmp_path / "demo.log")
-    try:
-        yield running
-    finally:
-        running.stop()
+    port, log = free_ports(1)[0], tmp_path / "demo.log"
+    with processes.running(election, "-m", "realtime_voting.demo", "--voters", str(VOTERS), "--rate", str(RATE),
+                           "--turnout", str(TURNOUT), "--seed", str(SEED), "--port", str(port), log=log,
+                           timeout_s=90) as process:
+        yield Demo(process, port, log)
 
 
 def number(text: str) -> int:

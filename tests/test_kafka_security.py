@@ -84,7 +84,7 @@ def test_a_whole_election_through_the_secured_broker_gives_the_totals_of_the_vot
     vote(election)
     count(election)
     assert_totals_equal_the_tables(election)
-    assert sum(value["total_votes"] for value in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 500
+    assert sum(result.total_votes for result in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 500
     # The dashboard's user reads the results with the group its ACLs allow.
     results = kafka_io.read_to_end(election, election.topic(topics.VOTES_PER_CANDIDATE), principal=kafka_io.DASHBOARD,
                                    group_prefix=election.topic(topics.DASHBOARD_GROUP_PREFIX))

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Producer
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io
+from realtime_voting import db, kafka_io, processes
 from realtime_voting.local_stack import PostgresServer
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.settings import Settings
 from tests.support.ports import free_ports
 
 
@@ -45,8 +45,7 @@ def test_the_default_sslmode_connects_encrypted_exactly_when_the_server_serves_t
 
 
 def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", target], cwd=REPO_ROOT, env=env,  # noqa: S603, S607 - make from PATH, as a user runs it
-                          capture_output=True, text=True, timeout=300)
+    return processes.run_program(["make", "--no-print-directory", target], env=env, timeout_s=300)
 
 
 @pytest.mark.integration  # a stack of its own, started and stopped twice

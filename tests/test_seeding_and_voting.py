@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 from collections import Counter
 from dataclasses import replace
@@ -16,6 +14,7 @@ from psycopg2 import sql
 from realtime_voting import db, kafka_io, processes, topics, waiting
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
+from realtime_voting.schemas import Rejection, Vote, encode
 from realtime_voting.settings import Settings
 from realtime_voting.voting import stays_home
 from tests.support.randomuser import RECORDED
@@ -26,9 +25,9 @@ def votes_on_topic(election: Settings) -> dict[str, set[str]]:
     """Each voter on votes_topic -> the candidates their messages name (one, if all is well)."""
     candidates_of: dict[str, set[str]] = {}
     for message in read_to_end(election, election.topic(topics.VOTES)):
-        body = json.loads(message.value())
-        assert message.key().decode() == body["voter_id"]
-        candidates_of.setdefault(body["voter_id"], set()).add(body["candidate_id"])
+        cast = Vote.from_message(message.value())
+        assert message.key().decode() == cast.voter_id
+        candidates_of.setdefault(cast.voter_id, set()).add(cast.candidate_id)
     return candidates_of
 
 
@@ -125,7 +124,7 @@ def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(ele
     for key, value in bad_messages:
         producer.produce(election.topic(topics.VOTERS), key=key, value=value)
     for voter_id in registered:  # a voter published twice votes once
-        producer.produce(election.topic(topics.VOTERS), key=voter_id, value=json.dumps({"voter_id": voter_id}))
+        producer.produce(election.topic(topics.VOTERS), key=voter_id, value=encode({"voter_id": voter_id}))
     assert producer.flush(10) == 0
 
     result = vote(election)
@@ -134,13 +133,12 @@ def test_every_voter_votes_once_and_bad_messages_go_to_the_dead_letter_topic(ele
 
     dead = read_to_end(election, election.topic(topics.DEAD_LETTERS))
     assert sorted((message.key(), message.value()) for message in dead) == sorted(bad_messages)
-    reasons = {message.key(): dict(message.headers()) for message in dead}
-    assert reasons[b"bad-1"][b"dlq.reason".decode()].startswith(b"not valid JSON")
-    assert reasons[b"bad-4"]["dlq.reason"] == b"voter_id must be a string, got int"
-    assert reasons[b"bad-5"]["dlq.reason"] == b"voter 'never-registered' is not registered"
-    assert reasons[b"bad-5"]["dlq.source.topic"] == election.topic(topics.VOTERS).encode()
-    assert all(headers["dlq.stage"] == b"voting" and int(headers["dlq.source.offset"]) >= 0
-               for headers in reasons.values())
+    rejections = {message.key(): Rejection.from_headers(message.headers()) for message in dead}
+    assert rejections[b"bad-1"].reason.startswith("not valid JSON")
+    assert rejections[b"bad-4"].reason == "voter_id must be a string, got int"
+    assert rejections[b"bad-5"].reason == "voter 'never-registered' is not registered"
+    assert rejections[b"bad-5"].source_topic == election.topic(topics.VOTERS)
+    assert all(rejection.stage == "voting" and rejection.source_offset >= 0 for rejection in rejections.values())
 
     # Running again changes nothing: every voter has voted.
     again = vote(election)
@@ -156,12 +154,12 @@ def test_weights_make_a_candidate_lead(election):
     assert leader == [("Savior Party",)]
 
 
-def test_several_voting_processes_share_the_work_through_the_consumer_group(election):
+def test_several_voting_processes_share_the_work_and_each_stops_when_the_group_is_at_the_end(election):
     seed(election, "--voters", "3000")
-    stages = [processes.start(election, "voting.py", "--exit-on-idle", "4", "--batch-size", "100")
-              for _ in range(2)]
+    stages = [processes.start(election, "voting.py", "--until-end", "--batch-size", "100") for _ in range(2)]
     outputs = [stage.communicate(timeout=300)[1] for stage in stages]
     assert [stage.returncode for stage in stages] == [0, 0], outputs
+    assert all("exiting (--until-end)" in output for output in outputs), outputs
     assert_every_voter_voted_exactly_once(election, 3000)
 
 
@@ -195,18 +193,15 @@ def votes_stored(election: Settings) -> int:
 def voting_killed_after(election: Settings, threshold: int, log: Path) -> tuple[int, int]:
     """Start voting.py and SIGKILL it once ``threshold`` votes are stored (or the wait fails); return its exit
     status and the votes stored when it died."""
-    process = processes.start(election, "voting.py", "--batch-size", "50", log=log)
+    with processes.running(election, "voting.py", "--batch-size", "50", log=log) as process:
 
-    def voted_past_threshold() -> bool:
-        assert process.poll() is None, f"voting.py exited before it could be killed\n{last_lines(log)}"
-        return votes_stored(election) >= threshold
+        def voted_past_threshold() -> bool:
+            assert process.poll() is None, f"voting.py exited before it could be killed\n{last_lines(log)}"
+            return votes_stored(election) >= threshold
 
-    try:
         waiting.until(voted_past_threshold, timeout_s=120, what=f"{threshold} votes stored before a kill",
                       every_s=0.05, explain=lambda: last_lines(log))
-    finally:
-        os.kill(process.pid, signal.SIGKILL)  # also when the wait failed: no voting.py outlives the test
-        status = process.wait()
+        status = processes.stop("voting.py", process, how=signal.SIGKILL)
     return status, votes_stored(election)
 
 

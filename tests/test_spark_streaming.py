@@ -3,7 +3,7 @@ whatever duplicates, malformed messages and SIGKILLs come its way."""
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import signal
 import threading
 from pathlib import Path
@@ -15,6 +15,7 @@ from realtime_voting import kafka_io, processes, topics, waiting
 from realtime_voting.dashboard_data import ResultsReader
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
+from realtime_voting.schemas import Rejection, Vote, decode, encode
 from realtime_voting.settings import Settings
 from realtime_voting.streaming import EARLIER_QUERIES
 from realtime_voting.topics import checkpoint_root
@@ -28,12 +29,12 @@ def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election
     vote(election)
     votes_topic = election.topic(topics.VOTES)
     copies = [(message.key(), message.value()) for message in read_to_end(election, votes_topic)[:200]]
-    good_vote = json.loads(copies[0][1])
+    good_vote = dataclasses.asdict(Vote.from_message(copies[0][1]))
     bad_messages = [
         (b"bad-1", b"not json at all"),
-        (b"bad-2", json.dumps({**good_vote, "voter_id": "stranger", "candidate_id": "nobody"}).encode()),
-        (b"bad-3", json.dumps({**good_vote, "voter_id": "stranger-2", "voting_time": "soon"}).encode()),
-        (b"bad-4", json.dumps({key: value for key, value in good_vote.items() if key != "candidate_id"}).encode()),
+        (b"bad-2", encode({**good_vote, "voter_id": "stranger", "candidate_id": "nobody"})),
+        (b"bad-3", encode({**good_vote, "voter_id": "stranger-2", "voting_time": "soon"})),
+        (b"bad-4", encode({key: value for key, value in good_vote.items() if key != "candidate_id"})),
     ]
     producer = Producer(kafka_io.producer_config(election, kafka_io.ADMIN))
     for key, value in copies + bad_messages:
@@ -42,23 +43,25 @@ def test_totals_equal_the_tables_and_ignore_duplicates_and_bad_messages(election
 
     count(election)
     assert_totals_equal_the_tables(election)
-    assert sum(value["total_votes"] for value in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 3000
-    one_result = next(iter(latest(election, topics.VOTES_PER_CANDIDATE).values()))
+    assert sum(result.total_votes for result in latest(election, topics.VOTES_PER_CANDIDATE).values()) == 3000
+    # On the wire a result has its group's fields and its total, nothing else (no nulls for other groups' fields).
+    one_result = decode(read_to_end(election, election.topic(topics.VOTES_PER_CANDIDATE))[0].value())
     assert set(one_result) == {"candidate_id", "candidate_name", "party_affiliation", "photo_url", "total_votes"}
-    dead = {message.key(): dict(message.headers()) for message in read_to_end(election, election.topic(
-        topics.DEAD_LETTERS)) if dict(message.headers())["dlq.stage"] == b"counting"}
-    assert set(dead) == {key for key, _ in bad_messages}
-    assert dead[b"bad-2"]["dlq.reason"] == b"unknown candidate nobody"
-    assert dead[b"bad-3"]["dlq.reason"] == b"voting_time is not a time: soon"
-    assert dead[b"bad-4"]["dlq.reason"] == b"missing candidate_id"
+    dead = {message.key(): Rejection.from_headers(message.headers()) for message in read_to_end(
+        election, election.topic(topics.DEAD_LETTERS))}
+    assert {key for key, rejection in dead.items() if rejection.stage == "counting"} == {
+        key for key, _ in bad_messages}
+    assert dead[b"bad-2"].reason == "unknown candidate nobody"
+    assert dead[b"bad-3"].reason == "voting_time is not a time: soon"
+    assert dead[b"bad-4"].reason == "missing candidate_id"
 
     # The same votes again, after the job has counted them: no total moves.
-    before = {topic: {k: v["total_votes"] for k, v in latest(election, topic).items()} for topic in EXPECTED_SQL}
+    before = {topic: {k: v.total_votes for k, v in latest(election, topic).items()} for topic in EXPECTED_SQL}
     for key, value in copies:
         producer.produce(votes_topic, key=key, value=value)
     assert producer.flush(10) == 0
     count(election)
-    after = {topic: {k: v["total_votes"] for k, v in latest(election, topic).items()} for topic in EXPECTED_SQL}
+    after = {topic: {k: v.total_votes for k, v in latest(election, topic).items()} for topic in EXPECTED_SQL}
     assert after == before
     assert_totals_equal_the_tables(election)
 
@@ -67,8 +70,7 @@ def counting_killed_once_it_has_counted(election: Settings, kill: int, log: Path
     """Start spark_streaming.py, register new voters (so new votes) while it runs, and SIGKILL it as soon as it
     has written results of its own: in the middle of counting the new votes."""
     results_topic = election.topic(topics.VOTES_PER_CANDIDATE)
-    job = processes.start(election, "spark_streaming.py", log=log)
-    try:
+    with processes.running(election, "spark_streaming.py", log=log) as job:
         already = len(read_to_end(election, results_topic))
         seed(election, "--voters", str(1000 * (kill + 2)))
 
@@ -78,18 +80,14 @@ def counting_killed_once_it_has_counted(election: Settings, kill: int, log: Path
 
         waiting.until(new_results, timeout_s=180, what=f"new results before kill {kill + 1}", every_s=0.5,
                       explain=lambda: last_lines(log))
-    finally:
         processes.stop("spark_streaming.py", job, how=signal.SIGKILL)
 
 
 def test_totals_are_exact_after_sigkill_mid_stream(election, tmp_path):
     seed(election, "--voters", "1000")
-    voting = processes.start(election, "voting.py", "--batch-size", "100", log=tmp_path / "voting.log")
-    try:
+    with processes.running(election, "voting.py", "--batch-size", "100", log=tmp_path / "voting.log"):
         for kill in range(3):
             counting_killed_once_it_has_counted(election, kill, tmp_path / "counting.log")
-    finally:
-        processes.stop("voting.py", voting)
     vote(election)  # the votes of any voter still waiting
     assert query(election, "SELECT count(*) FROM votes") == [(4000,)]
     count(election)
@@ -112,8 +110,8 @@ class TotalsWatcher:
             for topic, rows in self.reader.snapshot().by_topic.items():
                 for key, result in rows.items():
                     totals = self.seen.setdefault((topic, key), [])
-                    if not totals or totals[-1] != result["total_votes"]:
-                        totals.append(result["total_votes"])
+                    if not totals or totals[-1] != result.total_votes:
+                        totals.append(result.total_votes)
 
     def close(self) -> None:
         self._stop.set()
@@ -129,42 +127,38 @@ def test_no_reader_sees_a_total_fall_when_the_job_is_killed_twice_in_quick_succe
     again and SIGKILLed again at once, while it replays: the dashboard's reader never shows a total lower than one
     it showed, the totals end exact, and bad messages among the votes end as dead letters with their reasons."""
     seed(election, "--voters", "4000")
-    bad_messages = {b"bad-json": b"{not json", b"bad-candidate": json.dumps(
-        {"voter_id": "stranger", "candidate_id": "nobody", "voting_time": "2026-12-07T12:00:00+00:00"}).encode()}
+    bad_messages = {b"bad-json": b"{not json", b"bad-candidate": encode(
+        {"voter_id": "stranger", "candidate_id": "nobody", "voting_time": "2026-12-07T12:00:00+00:00"})}
     producer = Producer(kafka_io.producer_config(election, kafka_io.ADMIN))
     for key, value in bad_messages.items():
         producer.produce(election.topic(topics.VOTES), key=key, value=value)
     assert producer.flush(10) == 0
     log = tmp_path / "counting.log"
     watcher = TotalsWatcher(election)
-    voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", "400",
-                             log=tmp_path / "voting.log")
     try:
-        counting_killed_once_it_has_counted(election, 0, log)
-        again = processes.start(election, "spark_streaming.py", log=log)
-        try:  # killed as soon as its query has started again: in the middle of its replay
-            waiting.until(lambda: log.read_text().count("counting votes for") >= 2, timeout_s=120,
-                          what="the counting job's second start", explain=lambda: last_lines(log))
-        finally:
-            processes.stop("spark_streaming.py", again, how=signal.SIGKILL)
-        third = processes.start(election, "spark_streaming.py", log=log)
-        try:
-            processes.stop("voting.py", voting)
-            vote(election)  # the votes of every voter still waiting
-            stored = query(election, "SELECT count(*) FROM votes")[0][0]
-            waiting.until(lambda: watcher.reader.snapshot().votes_counted == stored, timeout_s=180,
-                          what=f"the dashboard's reader showing all {stored} votes", explain=lambda: last_lines(log))
-        finally:
-            processes.stop("spark_streaming.py", third)
+        with processes.running(election, "voting.py", "--batch-size", "50", "--rate", "400",
+                               log=tmp_path / "voting.log") as voting:
+            counting_killed_once_it_has_counted(election, 0, log)
+            with processes.running(election, "spark_streaming.py", log=log) as again:
+                # Killed as soon as its query has started again: in the middle of its replay.
+                waiting.until(lambda: log.read_text().count("counting votes for") >= 2, timeout_s=120,
+                              what="the counting job's second start", explain=lambda: last_lines(log))
+                processes.stop("spark_streaming.py", again, how=signal.SIGKILL)
+            with processes.running(election, "spark_streaming.py", log=log):
+                processes.stop("voting.py", voting)
+                vote(election)  # the votes of every voter still waiting
+                stored = query(election, "SELECT count(*) FROM votes")[0][0]
+                waiting.until(lambda: watcher.reader.snapshot().votes_counted == stored, timeout_s=180,
+                              what=f"the dashboard's reader showing all {stored} votes",
+                              explain=lambda: last_lines(log))
     finally:
-        processes.stop("voting.py", voting)
         watcher.close()
     assert watcher.seen, "the reader saw no results"
     assert watcher.falls() == {}
     assert_totals_equal_the_tables(election)
-    reasons = {message.key(): dict(message.headers())["dlq.reason"]  # a replay may send one twice: the same
+    reasons = {message.key(): Rejection.from_headers(message.headers()).reason  # a replay may send one twice
                for message in read_to_end(election, election.topic(topics.DEAD_LETTERS))}
-    assert reasons == {b"bad-json": b"not valid JSON", b"bad-candidate": b"unknown candidate nobody"}
+    assert reasons == {b"bad-json": "not valid JSON", b"bad-candidate": "unknown candidate nobody"}
 
 
 def test_an_earlier_versions_checkpoint_is_refused_and_rebuilt_by_the_command_it_names(election):

@@ -3,14 +3,14 @@ letters, and the task slots Real-Time Mode needs."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from realtime_voting import topics
-from realtime_voting.schemas import Candidate
+from realtime_voting.schemas import Candidate, Rejection, Result, encode
 from realtime_voting.settings import Settings
 from realtime_voting.streaming import (
     CheckpointFromEarlierVersion,
@@ -39,7 +39,7 @@ def vote(voter_id="v-1", candidate_id="c-1", voting_time="2026-11-24T12:00:30.5+
             "address_state": "Devon", "gender": "female", "date_of_birth": "1990-06-01",
             # What the message says about the candidate is ignored: the candidates table is the reference.
             "candidate_name": "Forged Name", "party_affiliation": "Forged Party", **extra}
-    return json.dumps(body).encode()
+    return encode(body)
 
 
 def classify(spark, values: list[bytes | None]):
@@ -54,10 +54,10 @@ def records(spark, values: list[bytes | None]) -> list:
     return counting_records(classify(spark, values), SETTINGS).collect()
 
 
-def results(rows) -> dict[tuple[str, str], dict]:
+def results(rows) -> dict[tuple[str, str], Result]:
     """The result records among ``rows``, by (topic, key)."""
     dead_letters = SETTINGS.topic(topics.DEAD_LETTERS)
-    return {(row.topic, bytes(row.key).decode()): json.loads(bytes(row.value)) for row in rows
+    return {(row.topic, bytes(row.key).decode()): Result.from_message(bytes(row.value)) for row in rows
             if row.topic != dead_letters}
 
 
@@ -97,9 +97,9 @@ def test_a_valid_vote_takes_the_candidate_from_the_candidates_table(spark):
 def test_dead_letters_keep_the_original_bytes_and_carry_the_reason(spark):
     [row] = records(spark, [b"{not json"])
     assert (row.topic, bytes(row.key), bytes(row.value)) == (SETTINGS.topic(topics.DEAD_LETTERS), b"k0", b"{not json")
-    headers = {header.key: bytes(header.value) for header in row.headers}
-    assert headers["dlq.reason"] == b"not valid JSON" and headers["dlq.stage"] == b"counting"
-    assert (headers["dlq.source.topic"], headers["dlq.source.offset"]) == (topics.VOTES.encode(), b"0")
+    rejection = Rejection.from_headers([(header.key, bytes(header.value)) for header in row.headers])
+    assert rejection == Rejection(stage="counting", reason="not valid JSON", source_topic=topics.VOTES,
+                                  source_partition=0, source_offset=0)
 
 
 def test_tallies_count_each_voter_once_in_every_result(spark):
@@ -111,20 +111,19 @@ def test_tallies_count_each_voter_once_in_every_result(spark):
         b"{broken",
     ]
     totals = results(records(spark, values))
-    assert totals[(PER_CANDIDATE, "c-2")] == {
-        "candidate_id": "c-2", "candidate_name": "Harry Pearson", "party_affiliation": "Savior Party",
-        "photo_url": "https://x/2.jpg", "total_votes": 2}
-    assert totals[(PER_CANDIDATE, "c-1")]["total_votes"] == 2
-    assert totals[(PER_PARTY, "Management Party")]["total_votes"] == 2
-    assert totals[(BY_LOCATION, "Devon")] == {"state": "Devon", "total_votes": 3}
-    assert totals[(BY_LOCATION, "Kent")]["total_votes"] == 1
-    assert totals[(BY_GENDER, "female")]["total_votes"] == 3
-    assert totals[(BY_AGE_GROUP, "25-34")]["total_votes"] == 1
-    assert totals[(BY_AGE_GROUP, "65+")]["total_votes"] == 1
-    assert totals[(BY_AGE_GROUP, "35-44")]["total_votes"] == 1
-    assert totals[(BY_AGE_GROUP, "under 18")]["total_votes"] == 1
-    assert sum(value["total_votes"] for (topic, _), value in totals.items()
-               if topic == PER_CANDIDATE) == 4
+    assert totals[(PER_CANDIDATE, "c-2")] == Result(
+        candidate_id="c-2", candidate_name="Harry Pearson", party_affiliation="Savior Party",
+        photo_url="https://x/2.jpg", total_votes=2)
+    assert totals[(PER_CANDIDATE, "c-1")].total_votes == 2
+    assert totals[(PER_PARTY, "Management Party")] == Result(party_affiliation="Management Party", total_votes=2)
+    assert totals[(BY_LOCATION, "Devon")] == Result(state="Devon", total_votes=3)
+    assert totals[(BY_LOCATION, "Kent")].total_votes == 1
+    assert totals[(BY_GENDER, "female")] == Result(gender="female", total_votes=3)
+    assert totals[(BY_AGE_GROUP, "25-34")] == Result(age_group="25-34", total_votes=1)
+    assert totals[(BY_AGE_GROUP, "65+")].total_votes == 1
+    assert totals[(BY_AGE_GROUP, "35-44")].total_votes == 1
+    assert totals[(BY_AGE_GROUP, "under 18")].total_votes == 1
+    assert sum(result.total_votes for (topic, _), result in totals.items() if topic == PER_CANDIDATE) == 4
 
 
 def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
@@ -132,10 +131,10 @@ def test_votes_per_minute_count_each_candidate_in_its_minute(spark):
               vote("v-2", "c-1", "2026-11-24T12:01:00Z"), vote("v-3", "c-2", "2026-11-24T12:00:01Z")]
     minutes = {key: value for key, value in results(records(spark, values)).items() if key[0] == PER_MINUTE}
     first = minutes[(PER_MINUTE, "c-1|2026-11-24T12:00Z")]
-    assert (first["total_votes"], first["window_start"], first["window_end"]) == (
-        1, "2026-11-24T12:00:00.000Z", "2026-11-24T12:01:00.000Z")
-    assert minutes[(PER_MINUTE, "c-1|2026-11-24T12:01Z")]["total_votes"] == 1
-    assert minutes[(PER_MINUTE, "c-2|2026-11-24T12:00Z")]["candidate_name"] == "Harry Pearson"
+    assert (first.total_votes, first.window_start, first.window_end) == (
+        1, datetime(2026, 11, 24, 12, 0, tzinfo=UTC), datetime(2026, 11, 24, 12, 1, tzinfo=UTC))
+    assert minutes[(PER_MINUTE, "c-1|2026-11-24T12:01Z")].total_votes == 1
+    assert minutes[(PER_MINUTE, "c-2|2026-11-24T12:00Z")].candidate_name == "Harry Pearson"
     assert len(minutes) == 3
 
 

@@ -9,7 +9,6 @@ project's ``LocalStack``, its state under ``tmp_path``, on free ports) and stops
 from __future__ import annotations
 
 import gc
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,6 +20,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from realtime_voting import db, elections, kafka_io, processes, topics, waiting
 from realtime_voting.local_stack import KafkaBroker, LocalStack, PostgresServer
+from realtime_voting.schemas import Vote
 from realtime_voting.settings import Settings
 from tests.support.ports import free_ports
 from tests.support.stages import last_lines
@@ -58,7 +58,7 @@ def own_stack(tmp_path: Path) -> Iterator[Settings]:
 
 
 def votes_counted(election: Settings) -> int:
-    return sum(result["total_votes"] for result in latest(election, topics.VOTES_PER_CANDIDATE).values())
+    return sum(result.total_votes for result in latest(election, topics.VOTES_PER_CANDIDATE).values())
 
 
 def votes_stored(election: Settings) -> int:
@@ -100,8 +100,6 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
     seeded = processes.run(election, "main.py", "--source", "offline", "--voters", str(VOTERS))
     assert seeded.returncode == 0, seeded.stderr
     log, counting_log = tmp_path / "voting.log", tmp_path / "counting.log"
-    counting = processes.start(election, "spark_streaming.py", log=counting_log)
-    voting = processes.start(election, "voting.py", "--batch-size", "50", "--rate", str(RATE), log=log)
 
     def the_log() -> str:
         return f"voting.py's log:\n{log.read_text()[-3000:]}"
@@ -110,7 +108,8 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
         return waiting.until(lambda: more_votes_than(election, count), timeout_s=60,
                              what=f"more than {count} votes stored {why}", explain=the_log)
 
-    try:
+    with (processes.running(election, "spark_streaming.py", log=counting_log) as counting,
+          processes.running(election, "voting.py", "--batch-size", "50", "--rate", str(RATE), log=log) as voting):
         before = votes_grow_past(100, "before the restarts")
         postgres = PostgresServer(election)
         postgres.stop()
@@ -133,9 +132,7 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
         waiting.until(lambda: votes_counted(election) == VOTERS, timeout_s=180,
                       what=f"all {VOTERS} votes counted through the restarts", explain=lambda: last_lines(counting_log))
         assert counting.poll() is None, f"the counting job exited during the restarts\n{last_lines(counting_log)}"
-    finally:
         exit_code = processes.stop("voting.py", voting)
-        processes.stop("spark_streaming.py", counting)
     assert_totals_equal_the_tables(election)
     assert exit_code == 0, the_log()
     assert before < after_postgres
@@ -155,7 +152,7 @@ def test_voting_rides_out_a_postgres_restart_and_a_kafka_restart_replaying_only_
         (0,)]
     published: dict[str, set[str]] = {}
     for message in kafka_io.read_to_end(election, election.topic(topics.VOTES)):
-        vote = json.loads(message.value())
-        published.setdefault(vote["voter_id"], set()).add(vote["candidate_id"])
+        cast = Vote.from_message(message.value())
+        published.setdefault(cast.voter_id, set()).add(cast.candidate_id)
     assert published == {voter_id: {candidate_id} for voter_id, candidate_id in stored.items()}
     assert kafka_io.read_to_end(election, election.topic(topics.DEAD_LETTERS)) == []

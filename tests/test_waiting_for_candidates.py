@@ -10,16 +10,13 @@ from realtime_voting import db, processes, waiting
 
 def test_voting_started_before_the_election_is_seeded_waits_for_candidates_then_votes(election, tmp_path):
     log = tmp_path / "voting.log"
-    voting = processes.start(election, "voting.py", "--exit-on-idle", "3", log=log)
-    try:
+    with processes.running(election, "voting.py", "--exit-on-idle", "3", log=log) as voting:
         waiting.until(lambda: "no candidates yet" in log.read_text(), timeout_s=30,
                       what="voting.py saying it waits for candidates", explain=log.read_text)
         seeded = processes.run(election, "main.py", "--source", "offline", "--voters", "50")
         assert seeded.returncode == 0, seeded.stderr
         waiting.until(lambda: voting.poll() is not None, timeout_s=60, what="voting.py done (--exit-on-idle)",
                       explain=log.read_text)
-    finally:
-        processes.stop("voting.py", voting)
     assert voting.returncode == 0, log.read_text()
     assert db.query(election, "SELECT count(*) FROM votes") == [(50,)]
 

@@ -6,12 +6,12 @@ import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
 from realtime_voting import waiting
 from realtime_voting.settings import REPO_ROOT
+from tests.support.tools import tool_missing
 
 SCREENSHOTS = REPO_ROOT / ".local" / "screenshots"
 # Every chart of the results page and both its tables drawn (not loading skeletons): ready for a picture.
@@ -30,7 +30,7 @@ def chromium_page() -> Iterator[Page]:
     page: Streamlit scrolls inside its own container, not the window."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        pytest.skip("no Chromium: `make setup` installs Debian's chromium package when it runs as root")
+        tool_missing("no Chromium: `make setup` installs Debian's chromium package when it runs as root")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -21,8 +21,8 @@ def seed(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def vote(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """``voting.py`` until every registered voter has had their turn (it exits after 3 idle seconds)."""
-    return succeeded(processes.run(election, "voting.py", "--exit-on-idle", "3", *args))
+    """``voting.py`` until every voter published so far has had their turn (``--until-end``)."""
+    return succeeded(processes.run(election, "voting.py", "--until-end", *args))
 
 
 def count(election: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,13 +3,12 @@ result topic holds them."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 from realtime_voting import topics
 from realtime_voting.db import query
 from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import keep_highest
+from realtime_voting.schemas import Result, keep_highest
 from realtime_voting.settings import Settings
 
 AGE_GROUP_SQL = """
@@ -32,20 +31,20 @@ EXPECTED_SQL = {
 }
 
 
-def latest(election: Settings, topic: str) -> dict[str, dict]:
+def latest(election: Settings, topic: str) -> dict[str, Result]:
     """The current result per key of a compacted result topic, as every reader folds them (the highest total)."""
-    results: dict[str, dict] = {}
+    results: dict[str, Result] = {}
     for message in read_to_end(election, election.topic(topic)):
-        keep_highest(results, message.key().decode(), json.loads(message.value()))
+        keep_highest(results, message.key().decode(), Result.from_message(message.value()))
     return results
 
 
 def assert_totals_equal_the_tables(election: Settings) -> None:
     for topic, statement in EXPECTED_SQL.items():
         expected = dict(query(election, statement))
-        got = {key: value["total_votes"] for key, value in latest(election, topic).items()}
+        got = {key: result.total_votes for key, result in latest(election, topic).items()}
         assert got == expected, topic
     per_minute = Counter()
-    for value in latest(election, topics.VOTES_PER_MINUTE).values():
-        per_minute[value["candidate_id"]] += value["total_votes"]
+    for result in latest(election, topics.VOTES_PER_MINUTE).values():
+        per_minute[result.candidate_id] += result.total_votes
     assert per_minute == Counter(dict(query(election, EXPECTED_SQL[topics.VOTES_PER_CANDIDATE])))
