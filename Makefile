@@ -61,24 +61,24 @@ test-tools: ## Install Debian's Chromium and PostgreSQL server for the tests tha
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq $$missing >/dev/null; \
 	else echo "note: no $$missing here and no root to install it: the tests that need it will be skipped"; fi
 
-docs: $(VENV)/.installed ## Write docs/settings.md's table of every setting from realtime_voting/settings.py
-	@$(PY) -m realtime_voting.settings
+docs: $(VENV)/.installed ## Write docs/settings.md's table of every setting from realtime_voting/core/settings.py
+	@$(PY) -m realtime_voting.core.settings
 
 setup: $(RUNTIME) test-tools ## Install everything once: the .venv, the jars, Chromium and PostgreSQL for the tests
 
 up: $(RUNTIME) ## Start Kafka and PostgreSQL in the background (returns when both accept connections)
-	@$(PY) -m realtime_voting.local_stack up
+	@$(PY) -m realtime_voting.running.local_stack up
 
 down: ## Stop Kafka and PostgreSQL, keeping their data
-	@if [ -x $(PY) ]; then $(PY) -m realtime_voting.local_stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m realtime_voting.running.local_stack down; fi
 
 status: ## Show what runs where
-	@$(PY) -m realtime_voting.local_stack status || true
+	@$(PY) -m realtime_voting.running.local_stack status || true
 
-# A live election: DEMO_VOTERS, DEMO_RATE (votes/s) and DEMO_TURNOUT change it (defaults in realtime_voting/demo.py),
+# A live election: DEMO_VOTERS, DEMO_RATE (votes/s) and DEMO_TURNOUT change it (defaults in realtime_voting/running/demo.py),
 # DEMO_KEEP=1 continues the election there is instead of starting a fresh one.
 demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctrl-C stops it)
-	@$(PY) -m realtime_voting.demo $(if $(DEMO_VOTERS),--voters $(DEMO_VOTERS)) $(if $(DEMO_RATE),--rate $(DEMO_RATE)) \
+	@$(PY) -m realtime_voting.running.demo $(if $(DEMO_VOTERS),--voters $(DEMO_VOTERS)) $(if $(DEMO_RATE),--rate $(DEMO_RATE)) \
 		$(if $(DEMO_TURNOUT),--turnout $(DEMO_TURNOUT)) $(if $(DEMO_KEEP),--keep)
 
 # The tests start their own stack under $(TEST_STATE) on free ports (tests/support/services.py), so they never touch
@@ -86,7 +86,7 @@ demo: up ## Run a live election with the dashboard on http://localhost:8501 (Ctr
 # hence Chromium too.
 test: $(RUNTIME) test-tools lint ## Run the linters, then the test suite against a real Kafka, PostgreSQL and Spark
 	@status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
-	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.local_stack down >/dev/null 2>&1; \
+	LOCAL_STATE_DIR=$(TEST_STATE) $(PY) -m realtime_voting.running.local_stack down >/dev/null 2>&1; \
 	exit $$status
 
 # The markers (pyproject.toml) say what a test needs; the transformation tests' local Spark session stays in (most

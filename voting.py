@@ -1,6 +1,6 @@
-"""Cast, store and publish one vote per voter from voters_topic. See realtime_voting/voting.py."""
+"""Cast, store and publish one vote per voter from voters_topic. See realtime_voting/voting/stage.py."""
 
-from realtime_voting.voting import main
+from realtime_voting.voting.stage import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -4,25 +4,9 @@ Runs against the stack the usual settings point at (``make bench`` starts the lo
 repository root. Every phase works in an election of its own (its own topic prefix and PostgreSQL schema),
 removed afterwards. Each stage's output goes to ``.local/logs/bench-<time>/``.
 
-Figures (the table, then one JSON line last):
-- seed_voters_per_s   main.py --source offline: voters generated, stored and published per second
-- vote_per_s          voting.py: votes consumed, stored and published per second (1 process, then --workers)
-- spark_rows_per_s    spark_streaming.py --available-now over the whole backlog (the slowest query's rate)
-- e2e_latency_ms_p50/p95/p99  from a vote's voting_time to the moment its candidate's total includes it, with
-                      the job running continuously and voters arriving at --rate per second for --seconds (each
-                      --rate in turn; a figure at another rate than 1,000, or in another SPARK_COUNTING_MODE than
-                      the default, is named with them: e2e_latency_ms_p95_at_5000, ..._at_1000_microbatch)
-- vote_published_ms_p50/p95  the voting stage's part of it: from voting_time to the vote's message timestamp
-- counting_cpu_s_per_1000_votes  the counting job's CPU (its JVM's included) per 1,000 votes, in that phase
-- result_messages_per_vote  the messages the counting job wrote to the result topics, per vote, in that phase
-- election_s          from an empty election to exact final totals for --voters, every stage running at once
-- references          the broker's own producer throughput (ProducerPerformance) for messages of the voter
-                      message's size, and PostgreSQL's COPY rate for the voters rows
-- peak_rss_mb         the largest resident memory of any stage's Python process
-
-After the figures, where a batch of the counting job's query spends its time, in the latency phase
-(after its warm-up) and in the whole election: the median of each part of Spark's query progress
-(bench/breakdown.py).
+It prints a table of the figures, then one JSON line; bench/README.md says what each figure is and how it is
+measured. After the figures, where a batch of the counting job's query spends its time, in the latency phase
+(after its warm-up) and in the whole election (``breakdown``).
 
 It checks its own result (the final totals equal the votes table) and exits non-zero if they differ.
 """
@@ -37,10 +21,11 @@ from datetime import datetime
 
 from bench import BenchFailed, breakdown, phases, references
 from bench.stages import Stages
-from realtime_voting import elections, kafka_io, waiting
-from realtime_voting.batch_progress import Batch
-from realtime_voting.cli import configure_logging, services_ready
-from realtime_voting.settings import Settings
+from realtime_voting.core import waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.counting.batch_progress import Batch
+from realtime_voting.services import elections, kafka_io
+from realtime_voting.services.cli import configure_logging, services_ready
 
 # The phases in the order they run. "backlog" is seeding, voting with one process and counting with Spark, in
 # that order over one election: each needs the one before.

@@ -1,6 +1,6 @@
 """Where a batch of the counting job's query spends its time, as the bench prints it.
 
-From the job's per-batch progress lines (``realtime_voting.batch_progress``): the median of each part over the
+From the job's per-batch progress lines (``realtime_voting.counting.batch_progress``): the median of each part over the
 micro-batches of a phase, beside the median batch's rows and whole trigger time. It is what says whether a
 latency is the batches' fixed cost (planning, the state stores' load and commit, the offsets' log) or their work.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 
-from realtime_voting.batch_progress import Batch
+from realtime_voting.counting.batch_progress import Batch
 
 
 def medians(batches: list[Batch]) -> dict[str, float]:

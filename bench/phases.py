@@ -13,8 +13,12 @@ from confluent_kafka import Producer
 
 from bench import results
 from bench.stages import Stage, Stages, services_cpu_seconds
-from realtime_voting import batch_progress, db, elections, kafka_io, people, streaming, topics, waiting
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics, waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.counting import batch_progress
+from realtime_voting.counting import job as streaming
+from realtime_voting.seeding import people
+from realtime_voting.services import db, elections, kafka_io
 
 STAGE_TIMEOUT_S = 3600.0  # a million voters take minutes; an hour means something is stuck
 SEED_BATCH = "5000"

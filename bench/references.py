@@ -7,8 +7,11 @@ import re
 import time
 
 from bench import BenchFailed
-from realtime_voting import db, elections, kafka_io, people, processes, topics
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.seeding import people
+from realtime_voting.services import db, elections, kafka_io
 
 COPY_BATCH = 10_000
 
@@ -29,7 +32,7 @@ def producer_rate(base: Settings, records: int) -> float:
     records of a voter message's size."""
     record_size = len(people.voter_from_randomuser(next(people.OfflineSource(1).people(1))).to_message())
     with elections.throwaway(base, "bench_producer") as election:
-        topics.create_election_topics(election)
+        elections.create_topics(election)
         # As main.py's user, with its security settings when Kafka asks for them (KAFKA_SECURITY_PROTOCOL).
         client_properties = [f"{name}={value}" for name, value in
                              kafka_io.java_client_properties(election, kafka_io.SEEDING).items()]

@@ -12,9 +12,10 @@ import uuid
 from confluent_kafka import Consumer
 
 from bench import BenchFailed
-from realtime_voting import db, kafka_io, topics
-from realtime_voting.schemas import Result, Vote, keep_highest
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Result, Vote, keep_highest
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import db, kafka_io
 
 READ_TIMEOUT_S = 120.0  # a result topic of a million-voter election is read to its end well within this
 

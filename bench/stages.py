@@ -1,6 +1,6 @@
 """The pipeline's scripts run as processes for the bench, each sampled for its peak resident memory and its CPU.
 
-Starting and stopping them is ``realtime_voting.processes``' job, as for ``make demo`` and the tests; this adds
+Starting and stopping them is ``realtime_voting.running.processes``' job, as for ``make demo`` and the tests; this adds
 what only the bench wants: one folder of logs for a run, the peak memory of every stage's Python process, and
 the CPU time of every stage with its children (the counting job's JVM is a child of ``spark_streaming.py``) and of
 the local stack's broker and PostgreSQL.
@@ -17,9 +17,9 @@ from types import TracebackType
 import psutil
 
 from bench import BenchFailed
-from realtime_voting import processes
-from realtime_voting.local_stack import KafkaBroker, PostgresServer
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.running.local_stack import KafkaBroker, PostgresServer
 
 SAMPLE_EVERY_S = 0.2
 

@@ -1,12 +1,13 @@
 """A real-time vote-counting pipeline: Kafka + Spark Structured Streaming + PostgreSQL + Streamlit.
 
-One module per concern; the top-level scripts beside this package are thin entry points:
+The folders are the architecture, and imports run one way, down this list:
 
-- ``settings``       every setting, read once from the environment into one ``Settings`` object
-- ``local_stack/``   the real Kafka broker and PostgreSQL server that ``make up`` runs without Docker (a package)
-- ``kafka_io``       Kafka client configuration, topic administration and readiness checks
-- ``db``             the PostgreSQL layer (connections, readiness)
-- ``spark_session``  the one place a Spark session is built (master, connector jars, local defaults)
-- ``cli``            logging set-up and the stop event shared by every long-running command
-- ``demo``           ``make demo``: runs every stage at once with its output in log files
+- ``running/``   the local stack, child processes and ``make demo``: what runs the stages on one machine
+- ``seeding/``, ``voting/``, ``counting/``, ``web/``: the stages, one folder each (the web app's ballot page casts
+  votes through ``voting``'s ballot box)
+- ``services/``  Kafka, PostgreSQL and the Spark session, and how an entry point starts
+- ``core/``      settings, the messages' schemas, the topics' names, waiting
+
+The top-level scripts beside this package (``main.py``, ``voting.py``, ``spark_streaming.py``, ``streamlit_app.py``)
+are thin entry points into the stages.
 """

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
-from realtime_voting import db, kafka_io, topics
-from realtime_voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
-from realtime_voting.db import query
-from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import Vote
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Vote
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import db, kafka_io
+from realtime_voting.services.db import query
+from realtime_voting.services.kafka_io import read_to_end
+from realtime_voting.voting.ballot_box import Ballot, BallotBox, CastResult, Elector, identify
 from tests.support.stages import seed
 
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

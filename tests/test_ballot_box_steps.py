@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from realtime_voting.ballot_box import Ballot, VoterState, cast_results, first_choices
+from realtime_voting.voting.ballot_box import Ballot, VoterState, cast_results, first_choices
 
 STANDING = {"c-1", "c-2"}
 NOON = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)

@@ -11,13 +11,15 @@ import pytest
 from confluent_kafka import Producer
 from streamlit.testing.v1 import AppTest
 
-from realtime_voting import ballot_page, kafka_io, topics
-from realtime_voting.ballot_page import NO_MATCH, throttled_address, wait_after, waits_by_failures
-from realtime_voting.dashboard import BALLOT_PAGE
-from realtime_voting.db import query
-from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import Vote
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Vote
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import kafka_io
+from realtime_voting.services.db import query
+from realtime_voting.services.kafka_io import read_to_end
+from realtime_voting.web import ballot_page
+from realtime_voting.web.ballot_page import NO_MATCH, throttled_address, wait_after, waits_by_failures
+from realtime_voting.web.dashboard import BALLOT_PAGE
 from tests.support.ballot_page import ballot_page_of, sign_in, signed_in, texts, voters
 from tests.support.ports import free_ports
 from tests.support.stages import seed

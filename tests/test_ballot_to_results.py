@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from realtime_voting import processes
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.services.db import query
 from tests.support.ballot_page import voters
 from tests.support.browser import chromium_page, open_when_served
 from tests.support.ports import free_ports

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench.breakdown import medians
 from bench.phases import after_warm_up
-from realtime_voting.batch_progress import Batch, breakdown, line, parse
+from realtime_voting.counting.batch_progress import Batch, breakdown, line, parse
 
 # A StreamingQueryProgress as Spark 4.2 reports one of the tallies query's micro-batches (its JSON, trimmed).
 PROGRESS = {
@@ -36,13 +36,13 @@ def test_a_batch_breaks_down_into_the_triggers_phases_and_each_state_operators_t
 
 
 def test_the_logged_line_reads_back_as_the_same_batch_after_the_loggers_prefix():
-    logged = "08:03:52 INFO    realtime_voting.streaming: " + line(PROGRESS)
+    logged = "08:03:52 INFO    realtime_voting.counting.job: " + line(PROGRESS)
     assert parse(logged) == Batch("e1-tallies", 12, 1000, 1052, breakdown(PROGRESS))
 
 
 def test_a_line_without_a_breakdown_still_reads_and_other_lines_do_not():
     assert parse("x: e1-dead_letters batch 3: 7 rows, 1 rows/s, 5000 ms") == Batch("e1-dead_letters", 3, 7, 5000, {})
-    assert parse("08:03:52 INFO    realtime_voting.streaming: query e1-tallies started (id 1)") is None
+    assert parse("08:03:52 INFO    realtime_voting.counting.job: query e1-tallies started (id 1)") is None
 
 
 def test_a_rate_spark_reports_as_not_a_number_is_logged_as_zero():

@@ -9,8 +9,8 @@ from bench.__main__ import PHASES, parse_args, print_table
 from bench.phases import latency_suffix
 from bench.results import counting_latencies
 from bench.stages import cpu_seconds
-from realtime_voting import processes
-from realtime_voting.schemas import Result
+from realtime_voting.core.schemas import Result
+from realtime_voting.running import processes
 
 BURN_S = 0.3
 TICKS_S = 0.05  # the kernel counts CPU time in ticks of 10 ms, and truncates: a few ticks of slack

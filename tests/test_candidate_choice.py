@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from realtime_voting.schemas import Candidate
-from realtime_voting.voting import CandidateChooser, parse_weights
+from realtime_voting.core.schemas import Candidate
+from realtime_voting.voting.stage import CandidateChooser, parse_weights
 
 CANDIDATES = [
     Candidate("c-1", "Jennie Nichols", "Management Party", "", "", ""),

@@ -1,6 +1,6 @@
-"""The local stack's certificate authority and the server certificates it signs (realtime_voting/certificates.py),
-checked by real TLS handshakes in memory (Python's ssl, OpenSSL's verification with the host name checked, as
-libpq's verify-full does). They need no service."""
+"""The local stack's certificate authority and the server certificates it signs
+(realtime_voting/running/local_stack/certificates.py), checked by real TLS handshakes in memory (Python's ssl,
+OpenSSL's verification with the host name checked, as libpq's verify-full does). They need no service."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from realtime_voting import certificates, processes
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.core.settings import REPO_ROOT, Settings
+from realtime_voting.running import processes
+from realtime_voting.running.local_stack import certificates
 
 HOSTS = ["localhost", "127.0.0.1", "::1", "postgres"]
 

@@ -31,9 +31,12 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from realtime_voting import dashboard_data, kafka_io, processes, topics, waiting
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics, waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.services import kafka_io
+from realtime_voting.services.db import query
+from realtime_voting.web import dashboard_data
 from tests.support.browser import chromium_page, metric_value, open_when_served
 from tests.support.ports import free_ports
 from tests.support.tools import tool_missing

@@ -9,9 +9,10 @@ from dataclasses import replace
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from realtime_voting import elections, waiting
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core import waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import elections
+from realtime_voting.services.db import query
 from tests.support.ports import free_ports
 from tests.support.stages import count, seed, vote
 

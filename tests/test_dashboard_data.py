@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
-from realtime_voting import dashboard_data as data
-from realtime_voting import topics
-from realtime_voting.schemas import Result, keep_highest
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Result, keep_highest
+from realtime_voting.web import dashboard_data as data
 
 
 def minute_before(end: str) -> datetime:

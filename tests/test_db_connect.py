@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import psycopg2
 
-from realtime_voting import db
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import db
 
 
 def options_of_a_connection(monkeypatch, environ: dict[str, str]) -> dict[str, object]:

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from realtime_voting import processes, waiting
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
-from realtime_voting.voting import stays_home
+from realtime_voting.core import waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.services.db import query
+from realtime_voting.voting.stage import stays_home
 from tests.support.browser import ALL_DRAWN, SCREENSHOTS, chromium_page, metric_value, open_when_served
 from tests.support.ports import free_ports
 
@@ -27,7 +28,7 @@ PROGRESS = re.compile(r"votes cast ([\d,]+) of ([\d,]+) voters, counted ([\d,]+)
 
 
 class Demo:
-    """``python -m realtime_voting.demo`` running with an election's settings; its output in a log file."""
+    """``python -m realtime_voting.running.demo`` running with an election's settings; its output in a log file."""
 
     def __init__(self, process: subprocess.Popen, port: int, log: Path) -> None:
         self.process = process
@@ -59,7 +60,7 @@ class Demo:
 @pytest.fixture
 def demo(election: Settings, tmp_path: Path) -> Iterator[Demo]:
     port, log = free_ports(1)[0], tmp_path / "demo.log"
-    with processes.running(election, "-m", "realtime_voting.demo", "--voters", str(VOTERS), "--rate", str(RATE),
+    with processes.running(election, "-m", "realtime_voting.running.demo", "--voters", str(VOTERS), "--rate", str(RATE),
                            "--turnout", str(TURNOUT), "--seed", str(SEED), "--port", str(port), log=log,
                            timeout_s=90) as process:
         yield Demo(process, port, log)

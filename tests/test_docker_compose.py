@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from realtime_voting.settings import REPO_ROOT, Settings, variables
+from realtime_voting.core.settings import REPO_ROOT, Settings, variables
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
@@ -39,7 +39,7 @@ KAFKA_PASSWORD_HOLDERS = {
 }
 # Services that may run several times (`--scale`): no fixed name, no fixed host port.
 SCALABLE = ("voting", "spark-worker")
-# Spark's own variables, which its Worker reads (not realtime_voting/settings.py).
+# Spark's own variables, which its Worker reads (not realtime_voting/core/settings.py).
 SPARK_WORKER_VARIABLES = {"SPARK_WORKER_CORES", "SPARK_WORKER_MEMORY", "SPARK_WORKER_DIR"}
 # Set by Compose itself, from the project's name (`name:`, -p or the variable).
 COMPOSE_OWN_VARIABLES = {"COMPOSE_PROJECT_NAME"}
@@ -112,7 +112,7 @@ def environment_of(service: dict[str, Any]) -> dict[str, str]:
 
 
 def declared_settings() -> set[str]:
-    """The environment variables ``Settings.from_env`` reads: the one declaration in realtime_voting/settings.py."""
+    """The environment variables ``Settings.from_env`` reads: the one declaration, realtime_voting/core/settings.py."""
     return set(variables())
 
 
@@ -194,7 +194,7 @@ def test_env_example_shows_the_settings_defaults():
     for name, value in defaults.items():
         assert name in declared_settings(), f".env.example documents {name}, which settings.py does not declare"
         assert Settings.from_env({name: value}) == Settings.from_env({}), (
-            f".env.example shows {name}={value}, which is not realtime_voting/settings.py's default"
+            f".env.example shows {name}={value}, which is not realtime_voting/core/settings.py's default"
         )
 
 
@@ -203,7 +203,8 @@ def test_env_example_names_only_declared_settings_and_the_compose_files_own_vari
     compose_own = used_by_compose - declared_settings()  # published ports, the Spark workers' resources
     assert compose_own, "docker-compose.yaml reads no variable of its own: the check below would be too lax"
     stale = names_in_env_file(ENV_EXAMPLE) - declared_settings() - compose_own
-    assert not stale, f".env.example names {sorted(stale)}: neither realtime_voting/settings.py nor the compose file"
+    assert not stale, (f".env.example names {sorted(stale)}: neither realtime_voting/core/settings.py nor the "
+                       "compose file")
     settable = used_by_compose & declared_settings()  # what a Docker user may set in .env
     assert settable <= names_in_env_file(ENV_EXAMPLE), (
         f"docker-compose.yaml takes {sorted(settable - names_in_env_file(ENV_EXAMPLE))} from .env, "
@@ -224,9 +225,9 @@ def test_every_service_sets_every_declared_setting_and_only_those(compose):
     for name, service in compose["services"].items():
         environment = environment_of(service)
         missing = names - set(environment)
-        assert not missing, f"{name} does not set {sorted(missing)}, which realtime_voting/settings.py declares"
+        assert not missing, f"{name} does not set {sorted(missing)}, which realtime_voting/core/settings.py declares"
         stale = set(environment) - names - set(KAFKA_PASSWORD_HOLDERS) - SPARK_WORKER_VARIABLES
-        assert not stale, f"{name} sets {sorted(stale)}, which realtime_voting/settings.py does not declare"
+        assert not stale, f"{name} sets {sorted(stale)}, which realtime_voting/core/settings.py does not declare"
         Settings.from_env(environment)  # and every value is one the settings accept
 
 

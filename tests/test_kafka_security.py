@@ -11,9 +11,10 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
-from realtime_voting import certificates, elections, kafka_io, topics
-from realtime_voting.local_stack import LocalStack
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.settings import Settings
+from realtime_voting.running.local_stack import LocalStack, certificates
+from realtime_voting.services import elections, kafka_io
 from tests.support.ports import free_ports
 from tests.support.stages import count, seed, vote
 from tests.support.tallies import assert_totals_equal_the_tables, latest
@@ -65,7 +66,7 @@ def test_a_client_that_does_not_trust_the_ca_cannot_connect(secured, tmp_path: P
 
 def test_the_dashboards_user_cannot_write_votes_but_the_voting_user_can(secured_election):
     election = secured_election
-    topics.create_election_topics(election, kafka_io.SEEDING)
+    elections.create_topics(election, kafka_io.SEEDING)
     forged = [(b"x'); DROP TABLE votes; --", b'{"voter_id": "x"}', None)]
     dashboard = Producer(kafka_io.producer_config(election, kafka_io.DASHBOARD, **{"message.timeout.ms": 10000}))
     with pytest.raises(kafka_io.PublishFailed, match="TOPIC_AUTHORIZATION_FAILED|authoriz"):

@@ -10,9 +10,10 @@ import pytest
 from confluent_kafka import Producer
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io, processes
-from realtime_voting.local_stack import PostgresServer
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.running.local_stack import PostgresServer
+from realtime_voting.services import db, kafka_io
 from tests.support.ports import free_ports
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_voting import processes
+from realtime_voting.running import processes
 
 
 def planned(target: str) -> str:

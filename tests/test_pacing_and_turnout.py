@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from realtime_voting.voting import Pacer, stays_home
+from realtime_voting.voting.stage import Pacer, stays_home
 
 
 class Clock:

@@ -22,7 +22,7 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 # Modules imported directly that come with a declared package, which pins or bounds them itself: declaring them
 # again would be a second pin to keep in step. (Each pairing is checked below against the carrier's metadata.)
 COMES_WITH = {
-    "py4j": "pyspark",  # pyspark's bridge to the JVM; streaming.py catches its errors
+    "py4j": "pyspark",  # pyspark's bridge to the JVM; counting/job.py catches its errors
     "altair": "streamlit",  # the dashboard's charts, Streamlit's own chart library
     "packaging": "pytest",  # requirement strings parsed as pip parses them, in this file
 }

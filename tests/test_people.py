@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from realtime_voting import people
+from realtime_voting.seeding import people
 from tests.support.ports import free_ports
 from tests.support.randomuser import RECORDED
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from realtime_voting import certificates, db
-from realtime_voting.local_stack import PostgresServer
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running.local_stack import PostgresServer, certificates
+from realtime_voting.services import db
 from tests.support.ports import free_ports
 from tests.support.tools import tool_missing
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from realtime_voting import db, people
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.seeding import people
+from realtime_voting.services import db
+from realtime_voting.services.db import query
 
 
 def offline_voters(count: int, seed: int):

@@ -4,7 +4,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from realtime_voting.schemas import (
+from realtime_voting.core.schemas import (
     DEAD_LETTER_HEADERS,
     RESULT_GROUP_FIELDS,
     VOTE_FIELDS,

@@ -11,12 +11,14 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import ConfigResource
 from psycopg2 import sql
 
-from realtime_voting import db, kafka_io, processes, topics, waiting
-from realtime_voting.db import query
-from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import Rejection, Vote, encode
-from realtime_voting.settings import Settings
-from realtime_voting.voting import stays_home
+from realtime_voting.core import topics, waiting
+from realtime_voting.core.schemas import Rejection, Vote, encode
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.services import db, kafka_io
+from realtime_voting.services.db import query
+from realtime_voting.services.kafka_io import read_to_end
+from realtime_voting.voting.stage import stays_home
 from tests.support.randomuser import RECORDED
 from tests.support.stages import last_lines, seed, succeeded, vote
 

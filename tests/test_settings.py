@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from realtime_voting import topics
-from realtime_voting.settings import SETTINGS_DOC, Settings, document_with_table, settings_table, variables
+from realtime_voting.core import topics
+from realtime_voting.core.settings import SETTINGS_DOC, Settings, document_with_table, settings_table, variables
 
 
 def test_defaults_match_the_reference_connection_string():
@@ -90,7 +90,7 @@ def test_every_field_is_declared_with_a_variable_of_its_own_and_a_description():
 def test_docs_settings_md_has_the_table_that_the_declaration_makes():
     document = SETTINGS_DOC.read_text()
     assert document == document_with_table(document), (
-        "docs/settings.md's table is not realtime_voting/settings.py's declaration: run `make docs`")
+        "docs/settings.md's table is not realtime_voting/core/settings.py's declaration: run `make docs`")
 
 
 def test_the_table_has_a_row_per_variable_with_its_default_and_description():

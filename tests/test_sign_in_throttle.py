@@ -13,10 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from realtime_voting import ballot_page, waiting
-from realtime_voting.ballot_page import FAILURES_BEFORE_WAITING, FIRST_WAIT_S, NO_MATCH
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core import waiting
+from realtime_voting.core.settings import Settings
+from realtime_voting.services.db import query
+from realtime_voting.web import ballot_page
+from realtime_voting.web.ballot_page import FAILURES_BEFORE_WAITING, FIRST_WAIT_S, NO_MATCH
 from tests.support.ballot_page import ballot_page_of, sign_in, signed_in, texts, voters
 from tests.support.stages import seed
 

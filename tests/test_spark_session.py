@@ -3,8 +3,8 @@
 import pytest
 from confluent_kafka import Producer
 
-from realtime_voting import kafka_io
-from realtime_voting.spark_session import build_spark_session
+from realtime_voting.services import kafka_io
+from realtime_voting.services.spark_session import build_spark_session
 
 pytestmark = pytest.mark.spark
 

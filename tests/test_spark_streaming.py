@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from realtime_voting import kafka_io, processes, topics, waiting
-from realtime_voting.dashboard_data import ResultsReader
-from realtime_voting.db import query
-from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import Rejection, Vote, decode, encode
-from realtime_voting.settings import Settings
-from realtime_voting.streaming import EARLIER_QUERIES
-from realtime_voting.topics import checkpoint_root
+from realtime_voting.core import topics, waiting
+from realtime_voting.core.schemas import Rejection, Vote, decode, encode
+from realtime_voting.core.settings import Settings
+from realtime_voting.core.topics import checkpoint_root
+from realtime_voting.counting.job import EARLIER_QUERIES
+from realtime_voting.running import processes
+from realtime_voting.services import kafka_io
+from realtime_voting.services.db import query
+from realtime_voting.services.kafka_io import read_to_end
+from realtime_voting.web.dashboard_data import ResultsReader
 from tests.support.stages import count, last_lines, seed, vote
 from tests.support.tallies import EXPECTED_SQL, assert_totals_equal_the_tables, latest
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from realtime_voting import topics
-from realtime_voting.schemas import Candidate, Rejection, Result, encode
-from realtime_voting.settings import Settings
-from realtime_voting.streaming import (
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Candidate, Rejection, Result, encode
+from realtime_voting.core.settings import Settings
+from realtime_voting.core.topics import checkpoint_root
+from realtime_voting.counting.job import (
     CheckpointFromEarlierVersion,
     NotEnoughTaskSlots,
     classify_votes,
@@ -21,7 +22,6 @@ from realtime_voting.streaming import (
     local_master_for,
     task_slots_needed,
 )
-from realtime_voting.topics import checkpoint_root
 
 SETTINGS = replace(Settings.from_env({}), kafka_topic_prefix="t-")
 # The result topics of SETTINGS' election, by what they count.

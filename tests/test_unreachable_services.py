@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import pytest
 
-from realtime_voting import processes
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
 from tests.support.ports import free_ports
 
 STAGES = ["main.py", "voting.py", "spark_streaming.py"]

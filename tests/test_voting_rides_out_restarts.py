@@ -18,10 +18,12 @@ import psycopg2
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from realtime_voting import db, elections, kafka_io, processes, topics, waiting
-from realtime_voting.local_stack import KafkaBroker, LocalStack, PostgresServer
-from realtime_voting.schemas import Vote
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics, waiting
+from realtime_voting.core.schemas import Vote
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
+from realtime_voting.running.local_stack import KafkaBroker, LocalStack, PostgresServer
+from realtime_voting.services import db, elections, kafka_io
 from tests.support.ports import free_ports
 from tests.support.stages import last_lines
 from tests.support.tallies import assert_totals_equal_the_tables, latest

@@ -11,12 +11,14 @@ import psycopg2
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from realtime_voting import kafka_io, topics, voting
-from realtime_voting.ballot_box import Ballot, CastResult, StoredBatch
-from realtime_voting.overlapped import StoredBehind
-from realtime_voting.schemas import Candidate
-from realtime_voting.settings import Settings
-from realtime_voting.voting import (
+from realtime_voting.core import topics
+from realtime_voting.core.overlapped import StoredBehind
+from realtime_voting.core.schemas import Candidate
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import kafka_io
+from realtime_voting.voting import stage as voting
+from realtime_voting.voting.ballot_box import Ballot, CastResult, StoredBatch
+from realtime_voting.voting.stage import (
     Backoff,
     BadOption,
     CandidateChooser,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import threading
 
-from realtime_voting import db, processes, waiting
+from realtime_voting.core import waiting
+from realtime_voting.running import processes
+from realtime_voting.services import db
 
 
 def test_voting_started_before_the_election_is_seeded_waits_for_candidates_then_votes(election, tmp_path):

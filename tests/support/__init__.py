@@ -13,5 +13,5 @@ Fixture modules, registered in ``tests/conftest.py`` with ``pytest_plugins``:
 Plain helpers, imported by the tests: ``ports`` (free ports), ``stages`` (the pipeline's scripts run as a user
 runs them), ``browser`` (headless Chromium), ``ballot_page`` (the ballot page in AppTest: signing in, reading
 its texts). The project's own helpers are used as they are:
-``realtime_voting.waiting.until``, ``kafka_io.read_to_end``, ``db.query``, ``elections``, ``processes``.
+``realtime_voting.core.waiting.until``, ``kafka_io.read_to_end``, ``db.query``, ``elections``, ``processes``.
 """

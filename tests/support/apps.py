@@ -8,7 +8,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.core.settings import REPO_ROOT, Settings
 
 APP = str(REPO_ROOT / "streamlit_app.py")
 

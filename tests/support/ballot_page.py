@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
-from realtime_voting.dashboard import BALLOT_PAGE
-from realtime_voting.db import query
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.services.db import query
+from realtime_voting.web.dashboard import BALLOT_PAGE
 
 
 def voters(election: Settings) -> list[tuple[str, str]]:

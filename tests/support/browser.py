@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page
 
-from realtime_voting import waiting
-from realtime_voting.settings import REPO_ROOT
+from realtime_voting.core import waiting
+from realtime_voting.core.settings import REPO_ROOT
 from tests.support.tools import tool_missing
 
 SCREENSHOTS = REPO_ROOT / ".local" / "screenshots"

@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from realtime_voting import elections, kafka_io
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.services import elections, kafka_io
 
 
 @pytest.fixture

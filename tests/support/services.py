@@ -16,8 +16,8 @@ from dataclasses import replace
 
 import pytest
 
-from realtime_voting.local_stack import LocalStack
-from realtime_voting.settings import REPO_ROOT, Settings
+from realtime_voting.core.settings import REPO_ROOT, Settings
+from realtime_voting.running.local_stack import LocalStack
 from tests.support.ports import free_ports
 
 TEST_STATE_DIR = REPO_ROOT / ".local" / "test-stack"

@@ -1,4 +1,4 @@
-"""The pipeline's stages run as a user runs them (``realtime_voting.processes``), with an election's settings as
+"""The pipeline's stages run as a user runs them (``realtime_voting.running.processes``), with an election's settings as
 their environment; each helper fails the test, with the stage's output, when the stage does not succeed."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from realtime_voting import processes
-from realtime_voting.settings import Settings
+from realtime_voting.core.settings import Settings
+from realtime_voting.running import processes
 
 
 def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from collections import Counter
 
-from realtime_voting import topics
-from realtime_voting.db import query
-from realtime_voting.kafka_io import read_to_end
-from realtime_voting.schemas import Result, keep_highest
-from realtime_voting.settings import Settings
+from realtime_voting.core import topics
+from realtime_voting.core.schemas import Result, keep_highest
+from realtime_voting.core.settings import Settings
+from realtime_voting.services.db import query
+from realtime_voting.services.kafka_io import read_to_end
 
 AGE_GROUP_SQL = """
     CASE WHEN age IS NULL THEN 'unknown' WHEN age < 18 THEN 'under 18' WHEN age <= 24 THEN '18-24'
