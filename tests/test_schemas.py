@@ -8,6 +8,7 @@ from realtime_voting.core.schemas import (
     DEAD_LETTER_HEADERS,
     RESULT_GROUP_FIELDS,
     VOTE_FIELDS,
+    VOTE_REQUIRED,
     VOTER_MESSAGE_FIELDS,
     InvalidMessage,
     Rejection,
@@ -27,6 +28,7 @@ def a_vote(**changes) -> Vote:
 
 def test_vote_fields_list_every_field_of_the_vote_message_in_order():
     assert [name for name, _ in VOTE_FIELDS] == [field.name for field in dataclasses.fields(Vote)]
+    assert set(VOTE_REQUIRED) <= {name for name, _ in VOTE_FIELDS}
 
 
 def test_a_vote_message_carries_the_ballot_and_what_only_the_voter_has_to_group_by():

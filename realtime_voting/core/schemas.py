@@ -145,6 +145,8 @@ class Vote:
 
 
 # The vote message's fields and their JSON types, in message order (a test keeps it in step with ``Vote``).
+# A vote without one of VOTE_REQUIRED, or with one of another type, is not counted; the others may be missing.
+VOTE_REQUIRED = ("voter_id", "candidate_id", "voting_time")
 VOTE_FIELDS: tuple[tuple[str, str], ...] = (
     ("voter_id", "string"),
     ("candidate_id", "string"),

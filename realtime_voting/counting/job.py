@@ -63,6 +63,7 @@ from realtime_voting.core.schemas import (
     DEAD_LETTER_HEADERS,
     RESULT_GROUP_FIELDS,
     VOTE_FIELDS,
+    VOTE_REQUIRED,
     Candidate,
     Rejection,
     field_names,
@@ -119,8 +120,8 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
         F.ltrim(text).startswith("{").alias("is_object"),
     ).select(
         "*",
-        _json_type(F.col("document"), "voter_id").alias("voter_id_type"),
-        _json_type(F.col("document"), "candidate_id").alias("candidate_id_type"),
+        *(_json_type(F.col("document"), name).alias(f"{name}_type") for name, kind in VOTE_FIELDS
+          if name in VOTE_REQUIRED and kind == "string"),
         *vote_fields(F.col("document")),
     )
 
@@ -133,20 +134,20 @@ def classify_votes(raw: DataFrame, candidates: Sequence[Candidate]) -> DataFrame
     joined = parsed.withColumn("candidate", F.try_element_at(standing, F.col("candidate_id"))).select(
         "*", "candidate.*")
 
-    def id_problem(name: str) -> Column:
+    def problems(name: str, kind: str) -> list[Column]:
+        """Why a required field of the vote (``schemas.VOTE_REQUIRED``) is unusable, null when it is not."""
+        if kind == "timestamp":
+            return [F.when(F.col(f"{name}_text").isNull(), F.lit(f"missing {name}")),
+                    F.when(F.col(name).isNull(), F.concat(F.lit(f"{name} is not a time: "), F.col(f"{name}_text")))]
         json_type = F.col(f"{name}_type")
-        return (F.when(json_type.isNull() | (json_type == "VOID"), F.lit(f"missing {name}"))
-                .when(json_type != "STRING", F.concat(F.lit(f"{name} must be a string, got "), F.lower(json_type))))
+        return [F.when(json_type.isNull() | (json_type == "VOID"), F.lit(f"missing {name}"))
+                .when(json_type != "STRING", F.concat(F.lit(f"{name} must be a string, got "), F.lower(json_type)))]
 
     reason = (
         F.when(F.col("document").isNull(), F.lit("not valid JSON"))
         .when(~F.col("is_object"), F.lit("not a JSON object"))
         .otherwise(F.coalesce(
-            id_problem("voter_id"),
-            id_problem("candidate_id"),
-            F.when(F.col("voting_time_text").isNull(), F.lit("missing voting_time")),
-            F.when(F.col("voting_time").isNull(),
-                   F.concat(F.lit("voting_time is not a time: "), F.col("voting_time_text"))),
+            *(problem for name, kind in VOTE_FIELDS if name in VOTE_REQUIRED for problem in problems(name, kind)),
             F.when(F.col("candidate_name").isNull(),
                    F.concat(F.lit("unknown candidate "), F.col("candidate_id"))),
         ))
