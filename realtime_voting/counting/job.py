@@ -261,6 +261,10 @@ def kafka_options(settings: Settings) -> dict[str, str]:
     return {f"kafka.{name}": value for name, value in properties.items()}
 
 
+# The most the broker holds an empty fetch of the source, per mode (read_votes says why).
+REALTIME_FETCH_WAIT_MS, MICROBATCH_FETCH_WAIT_MS = "100", "10"
+
+
 def read_votes(spark: SparkSession, settings: Settings, *, realtime: bool) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
@@ -271,8 +275,12 @@ def read_votes(spark: SparkSession, settings: Settings, *, realtime: bool) -> Da
         .option("startingOffsets", "earliest")
         # Only votes of committed transactions (Spark's source reads uncommitted ones by default).
         .option("kafka.isolation.level", "read_committed")
-        # A fetch returns after 10 ms when there is less to read than a full fetch: a vote is read as it comes.
-        .option("kafka.fetch.max.wait.ms", "10")
+        # How long the broker may hold a fetch that finds nothing new. It answers as soon as there is a vote
+        # (fetch.min.bytes is 1), so this is what an idle wait costs: in Real-Time Mode, whose source tasks fetch
+        # all the time, 100 ms took a quarter off the job's CPU at 200 and 1,000 votes/s against 10 ms, with no
+        # latency lost (bench/README.md, #23's levers); micro-batches read to a batch's end offsets, where 500 ms
+        # stalled every batch, so they keep 10.
+        .option("kafka.fetch.max.wait.ms", REALTIME_FETCH_WAIT_MS if realtime else MICROBATCH_FETCH_WAIT_MS)
     )
     if not realtime:
         # Bounded micro-batches: a large backlog is counted in steps instead of one huge first batch. (Real-Time
