@@ -8,7 +8,6 @@
   that only the voter has (state, gender, date of birth). The candidate's name, party and photo are not in it:
   the counting job takes them from the ``candidates`` table. Every consumer parses every byte of every message,
   so a message carries what its consumers need and nothing else.
-
 - ``Result`` is a message on an ``aggregated_*`` topic, keyed by its group: the group's fields (those its topic
   groups by) and ``total_votes``. The counting job writes them; every reader folds them with ``keep_highest`` (a
   count only grows, so a lower total is a replay).
@@ -62,12 +61,15 @@ def encode(record: object) -> bytes:
     return orjson.dumps(record)
 
 
-def decode(message_value: bytes) -> object:
-    """A message's JSON, parsed (orjson, like ``encode``); ``InvalidMessage`` if it is not JSON."""
+def decode(message_value: bytes) -> dict:
+    """A message's JSON object, parsed (orjson, like ``encode``); ``InvalidMessage`` says why it is not one."""
     try:
-        return orjson.loads(message_value)
+        body = orjson.loads(message_value)
     except orjson.JSONDecodeError as error:
         raise InvalidMessage(f"not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidMessage(f"not a JSON object but {type(body).__name__}")
+    return body
 
 
 # How a JSON value of each field type becomes its Python value (strings and numbers are themselves).
@@ -78,8 +80,6 @@ def _from_fields(record_type: type, fields: tuple[tuple[str, str], ...], message
     """A record of ``record_type`` from a message whose fields and types ``fields`` lists; a field the message
     leaves out is None."""
     body = decode(message_value)
-    if not isinstance(body, dict):
-        raise InvalidMessage(f"not a JSON object but {type(body).__name__}")
     values = {}
     for name, kind in fields:
         value = body.get(name)
@@ -166,8 +166,6 @@ def voter_id_of(message_value: bytes | None) -> str:
     if message_value is None:
         raise InvalidMessage("empty message (no value)")
     body = decode(message_value)
-    if not isinstance(body, dict):
-        raise InvalidMessage(f"not a JSON object but {type(body).__name__}")
     if "voter_id" not in body:
         raise InvalidMessage("missing voter_id")
     voter_id = body["voter_id"]
@@ -181,7 +179,8 @@ def voter_id_of(message_value: bytes | None) -> str:
 @dataclass(frozen=True)
 class Result:
     """A running total on an ``aggregated_*`` topic: the fields of its group that its topic groups by (the
-    others None), and how many votes the group has so far. ``topics`` says which topic groups by what."""
+    others None), and how many votes the group has so far. docs/architecture.md ("Counting") says which topic
+    groups by what."""
 
     candidate_id: str | None = None
     candidate_name: str | None = None

@@ -11,11 +11,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from realtime_voting.core.settings import Settings
-
-logger = logging.getLogger(__name__)
 
 VOTERS = "voters_topic"
 VOTES = "votes_topic"

@@ -241,13 +241,14 @@ def counting_records(classified: DataFrame, settings: Settings) -> DataFrame:
     # for SPARK_CHECKPOINT_SECONDS, so Spark's current_timestamp() would be its start, not the result's time).
     header = lambda name, text: F.struct(F.lit(name).alias("key"), text.cast("binary").alias("value"))  # noqa: E731
     rejection = F.col("rejection")
-    said = {name: F.lit(STAGE) if name == "stage" else rejection[name] for name in field_names(Rejection)}
+    # Each field of the rejection as its dlq.* header says it: the stage is this one, the rest travelled with it.
+    header_values = {name: F.lit(STAGE) if name == "stage" else rejection[name] for name in field_names(Rejection)}
     return counts.select(
         "topic", "key",
         F.when(is_result, F.to_json(F.struct("group.*", F.col("total_votes"))).cast("binary"))
         .otherwise(rejection["value"]).alias("value"),
         F.when(is_result, F.array().cast(HEADERS_TYPE)).otherwise(F.array(*(
-            header(DEAD_LETTER_HEADERS[name], column.cast("string")) for name, column in said.items()
+            header(DEAD_LETTER_HEADERS[name], column.cast("string")) for name, column in header_values.items()
         ))).alias("headers"),
     )
 
