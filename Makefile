@@ -97,8 +97,9 @@ test-fast: $(RUNTIME) lint ## Run the linters, then only the tests that need no 
 bench: up ## Measure the pipeline end to end (BENCH_VOTERS=50000 for a quick run; see bench/README.md)
 	@$(PY) -m bench --voters $(BENCH_VOTERS) $(foreach rate,$(BENCH_RATES),--rate $(rate)) --seconds $(BENCH_SECONDS)
 
-# Docker: the same system in containers (docker-compose.yaml). A fresh clone has no .env: .env.example's values then.
-COMPOSE_ENV_FILE := $(if $(wildcard .env),,--env-file .env.example)
+# Docker: the same system in containers (docker-compose.yaml). Without .env, the compose file's defaults (which
+# .env.example shows); COMPOSE_ENV_FILE='--env-file FILE' reads another file instead.
+COMPOSE_ENV_FILE ?=
 ARGS ?=
 
 compose-up: ## Run everything in containers; installs Docker and Compose first if missing (docs/docker.md)

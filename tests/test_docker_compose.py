@@ -27,11 +27,12 @@ SHARED_COMPOSE_SCHEMA = REPO_ROOT.parent / "shared" / "compose-spec.json"
 COMPOSE_SCHEMA = SHARED_COMPOSE_SCHEMA if SHARED_COMPOSE_SCHEMA.is_file() else (
     REPO_ROOT / "tests" / "data" / "compose-spec.json")
 
-SERVICES = {"kafka", "postgres", "spark-master", "spark-worker", "spark-job", "kafka-grant", "seed", "voting",
+KAFKA_NODES = {"kafka-1", "kafka-2", "kafka-3"}
+SERVICES = {*KAFKA_NODES, "postgres", "spark-master", "spark-worker", "spark-job", "kafka-grant", "seed", "voting",
             "dashboard"}
 # Who holds each Kafka password: the services that log in as its user, and kafka-grant, which makes the users.
 KAFKA_PASSWORD_HOLDERS = {
-    "KAFKA_ADMIN_PASSWORD": {"kafka", "kafka-grant"},
+    "KAFKA_ADMIN_PASSWORD": {*KAFKA_NODES, "kafka-grant"},
     "KAFKA_SEEDING_PASSWORD": {"seed", "kafka-grant"},
     "KAFKA_VOTING_PASSWORD": {"voting", "dashboard", "kafka-grant"},  # the ballot page casts votes
     "KAFKA_COUNTING_PASSWORD": {"spark-job", "kafka-grant"},
@@ -172,20 +173,29 @@ def test_schema_validation_rejects_a_broken_copy(compose, compose_schema, servic
 
 
 
-def test_env_example_sets_every_required_variable_and_lists_every_other():
+def test_compose_runs_without_env_with_exactly_the_values_env_example_sets():
     raw = COMPOSE_FILE.read_text()
-    required = set(re.findall(r"\$\{(\w+):?\?", raw))
+    assert not re.findall(r"\$\{\w+:?\?", raw), "a required variable: `docker compose up` stops without .env"
     used = {match["name"] for match in VARIABLE.finditer(raw) if match["name"]}
     set_values, documented = read_env_file(ENV_EXAMPLE), documented_defaults(ENV_EXAMPLE)
-    assert required and all(set_values.get(name) for name in required), (
-        f"required in docker-compose.yaml but without a value in .env.example: "
-        f"{sorted(name for name in required if not set_values.get(name))}"
-    )
     undocumented = used - set(set_values) - set(documented) - COMPOSE_OWN_VARIABLES
     assert not undocumented, f"used in docker-compose.yaml, not in .env.example: {sorted(undocumented)}"
-    with pytest.raises(MissingVariable):  # and without .env, compose stops with the message instead of guessing
-        load_compose({})
+    # One source: each default in the compose file is the value .env.example sets (or shows commented out).
+    assert load_compose({}) == load_compose(set_values)
+    for match in VARIABLE.finditer(raw):
+        if match["name"] in set_values:
+            assert match["operator"] == ":-" and match["argument"] == set_values[match["name"]], (
+                f"{match[0]} in docker-compose.yaml, {match['name']}={set_values[match['name']]} in .env.example")
 
+
+def test_compose_defaults_run_the_demos_election_with_every_kafka_client_authenticated():
+    defaults = load_compose({})
+    services = defaults["services"]
+    voting = Settings.from_env(environment_of(services["voting"]))
+    assert (voting.voting_rate, voting.voting_turnout) == (20, 0.8), "an election to watch, as `make demo` runs"
+    assert services["seed"]["command"][-2:] == ["--voters", "7500"]
+    assert voting.kafka_secured, "a client on the host could write a vote to votes_topic and have it counted"
+    assert (voting.kafka_nodes, voting.kafka_replication_factor, voting.kafka_min_insync_replicas) == (3, 3, 2)
 
 
 def test_env_example_shows_the_settings_defaults():
@@ -241,25 +251,25 @@ def test_each_kafka_password_reaches_only_the_services_that_log_in_with_it(compo
 
 def test_every_kafka_client_trusts_the_ca_the_broker_publishes_and_only_the_broker_holds_its_keys(compose):
     services = compose["services"]
-    published = services["kafka"]["command"][services["kafka"]["command"].index("--publish-ca") + 1]
+    published = services["kafka-1"]["command"][services["kafka-1"]["command"].index("--publish-ca") + 1]
     mounts = {name: [str(volume) for volume in service.get("volumes") or []] for name, service in services.items()}
     for name, service in services.items():
         assert environment_of(service)["KAFKA_SSL_CA_LOCATION"] == published, name
-        if name in {"kafka", "postgres", "spark-master"}:
-            continue  # the broker itself, and the two services that talk to no Kafka
+        if name in {*KAFKA_NODES, "postgres", "spark-master"}:
+            continue  # the nodes themselves, and the two services that talk to no Kafka
         assert any(mount.endswith(":/app/.local/kafka-ca:ro") for mount in mounts[name]), (
             f"{name} talks to Kafka without the kafka-ca volume mounted read-only")
     holders = {name for name, volumes in mounts.items() if any("kafka-tls" in volume for volume in volumes)}
-    assert holders == {"kafka"}, f"the CA's and the broker's keys (kafka-tls) are mounted in {sorted(holders)}"
+    assert holders == KAFKA_NODES, f"the CA's and the nodes' keys (kafka-tls) are mounted in {sorted(holders)}"
 
 
 def test_every_published_port_is_on_localhost_only_at_a_port_env_chooses(compose):
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
     published = {name: service["ports"] for name, service in raw["services"].items() if service.get("ports")}
-    assert set(published) == {"kafka", "postgres", "spark-master", "dashboard"}
+    assert set(published) == {*KAFKA_NODES, "postgres", "spark-master", "dashboard"}
     for name, ports in published.items():
         for port in ports:
-            assert re.fullmatch(r"127\.0\.0\.1:\$\{\w+_PUBLISHED_PORT(:\?[^}]*)?\}:\d+", port), (
+            assert re.fullmatch(r"127\.0\.0\.1:\$\{\w+_PUBLISHED_PORT(:-\d+)?\}:\d+", port), (
                 f"{name} publishes {port}: not on 127.0.0.1, or not at a *_PUBLISHED_PORT of .env")
 
 
@@ -289,6 +299,6 @@ def test_services_start_after_what_they_need_is_healthy(compose):
                     f"{name} waits for {dependency} to be healthy, and {dependency} has no healthcheck"
                 )
     for name in ("seed", "voting", "spark-job"):
-        for dependency in ("kafka", "postgres"):
+        for dependency in (*KAFKA_NODES, "postgres"):
             assert services[name]["depends_on"][dependency] == {"condition": "service_healthy"}, (name, dependency)
     assert "restart" not in services["seed"] or services["seed"]["restart"] == "no", "seed runs once"

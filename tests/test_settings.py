@@ -129,3 +129,17 @@ def test_folders_are_resolved_and_a_rate_that_is_not_a_number_is_rejected_with_i
     assert Settings.from_env({"JARS_DIR": str(tmp_path / "a" / "..")}).jars_dir == tmp_path.resolve()
     with pytest.raises(ValueError, match=r"VOTING_RATE='fast' is not a number"):
         Settings.from_env({"VOTING_RATE": "fast"})
+
+
+def test_three_kafka_nodes_get_an_address_each_and_three_copies_of_every_partition():
+    three = Settings.from_env({"KAFKA_NODES": "3"})
+    assert three.kafka_bootstrap_servers == "localhost:9092,localhost:9192,localhost:9292"
+    assert (three.kafka_replication_factor, three.kafka_min_insync_replicas) == (3, 2)
+    one = Settings.from_env({})
+    assert (one.kafka_bootstrap_servers, one.kafka_replication_factor, one.kafka_min_insync_replicas) == (
+        "localhost:9092", 1, 1)
+    # Set ones win: a user's own cluster, or fewer copies on purpose.
+    chosen = Settings.from_env({"KAFKA_NODES": "3", "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2,c:3",
+                                "KAFKA_REPLICATION_FACTOR": "2"})
+    assert (chosen.kafka_bootstrap_servers, chosen.kafka_replication_factor, chosen.kafka_min_insync_replicas) == (
+        "a:1,b:2,c:3", 2, 1)

@@ -28,6 +28,25 @@ TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 COUNTING_MODES = ("realtime", "microbatch")
+# The local nodes' ports: node n listens for clients and for its controller at the first node's ports + 100 (n - 1).
+LOCAL_NODE_PORT_STEP = 100
+FIRST_LOCAL_KAFKA_PORT = 9092
+
+
+def local_kafka_addresses(nodes: int) -> str:
+    """The addresses of ``nodes`` local Kafka nodes: ``localhost:9092``, then ``localhost:9192``, ..."""
+    return ",".join(f"localhost:{FIRST_LOCAL_KAFKA_PORT + LOCAL_NODE_PORT_STEP * index}" for index in range(nodes))
+
+
+def replication_factor_for(nodes: int) -> int:
+    """Copies of each partition on a cluster of ``nodes``: three, the usual choice, where there are three nodes."""
+    return max(1, min(3, nodes))
+
+
+def min_insync_replicas_for(replication_factor: int) -> int:
+    """How many copies must have a write before it is acknowledged (``acks=all``): two of three, so one node can
+    be lost without losing an acknowledged vote or stopping the writes; one where there are fewer copies."""
+    return 2 if replication_factor >= 3 else 1
 
 
 def setting(variable: str, default: T, doc: str, *, secret: bool = False,
@@ -46,7 +65,15 @@ class Settings:
     """Where the services are and how the pipeline runs: one field per environment variable (docs/settings.md)."""
 
     kafka_bootstrap_servers: str = setting(
-        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "every Kafka client, and the local broker's listener")
+        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
+        "every Kafka client, and the local nodes' listeners (one address per node); unset with `KAFKA_NODES=3`: "
+        "`localhost:9092,localhost:9192,localhost:9292`",
+        unset=lambda settings: local_kafka_addresses(settings["kafka_nodes"]))
+    # One by default: three JVMs on a two-core machine cost a third of its CPU (bench/README.md).
+    kafka_nodes: int = setting(
+        "KAFKA_NODES", 1,
+        "Kafka nodes `make up` runs, each a broker and a controller of one quorum: `3` for a replicated cluster "
+        "that rides out the loss of a node")
     postgres_host: str = setting("POSTGRES_HOST", "localhost", "the PostgreSQL server's host")
     postgres_port: int = setting("POSTGRES_PORT", 5432, "the PostgreSQL server's port")
     postgres_db: str = setting("POSTGRES_DB", "voting", "the database")
@@ -100,7 +127,9 @@ class Settings:
     kafka_topic_partitions: int = setting(
         "KAFKA_TOPIC_PARTITIONS", 3, "partitions of each topic `main.py` creates")
     kafka_replication_factor: int = setting(
-        "KAFKA_REPLICATION_FACTOR", 1, "replicas of each topic (raise it on a multi-broker cluster)")
+        "KAFKA_REPLICATION_FACTOR", 1,
+        "copies of each topic's partitions; unset: as many as `KAFKA_NODES`, three at most (and then "
+        "`min.insync.replicas` 2)", unset=lambda settings: replication_factor_for(settings["kafka_nodes"]))
     randomuser_url: str = setting(
         "RANDOMUSER_URL", "https://randomuser.me/api/",
         "the RandomUser API that seeding asks for people (source `randomuser` or `auto`)")
@@ -149,7 +178,8 @@ class Settings:
     spark_driver_memory: str = setting("SPARK_DRIVER_MEMORY", "2g", "the Spark driver's heap")
     # The local stack (`make up`) only.
     kafka_controller_port: int = setting(
-        "KAFKA_CONTROLLER_PORT", 9093, "the local broker's KRaft controller port")
+        "KAFKA_CONTROLLER_PORT", 9093,
+        "the first Kafka node's KRaft controller port (node n's is 100 (n - 1) above it)")
     state_dir: Path = setting(
         "LOCAL_STATE_DIR", REPO_ROOT / ".local", "where the local stack keeps its data, logs and pids")
     jars_dir: Path = setting(
@@ -205,6 +235,11 @@ class Settings:
             raise ValueError(f"KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol!r} is not one of "
                              f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}")
         return protocol == "SASL_SSL"
+
+    @property
+    def kafka_min_insync_replicas(self) -> int:
+        """The ``min.insync.replicas`` of every topic the pipeline creates (``min_insync_replicas_for``)."""
+        return min_insync_replicas_for(self.kafka_replication_factor)
 
     @property
     def realtime_counting(self) -> bool:

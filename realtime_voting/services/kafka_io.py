@@ -100,6 +100,17 @@ def partition_count(settings: Settings, principal: str, topic: str, *, timeout_s
     return len(metadata.partitions)
 
 
+def under_replicated_partitions(settings: Settings, *, timeout_s: float = 5.0) -> list[tuple[str, int]]:
+    """Every partition (topic, number) of which fewer copies are in sync than there are replicas, Kafka's internal
+    topics too: after a node's loss, those it held; once it is back and caught up, none."""
+    try:
+        cluster = admin_client(settings, ADMIN).list_topics(timeout=timeout_s)
+    except KafkaException as error:
+        raise KafkaUnavailable(f"Kafka at {settings.kafka_bootstrap_servers} did not answer ({error})") from None
+    return sorted((topic.topic, partition.id) for topic in cluster.topics.values()
+                  for partition in topic.partitions.values() if len(partition.isrs) < len(partition.replicas))
+
+
 def producer_config(settings: Settings, principal: str, **overrides: object) -> dict[str, object]:
     config: dict[str, object] = {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
@@ -196,7 +207,9 @@ def create_topics(
     config: dict[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the names created. Existing topics are left as they are."""
+    """Create the topics that do not exist yet, with ``KAFKA_REPLICATION_FACTOR`` copies of each partition of which
+    ``min.insync.replicas`` must have each write (``Settings.kafka_min_insync_replicas``); return the names created.
+    Existing topics are left as they are."""
     admin = admin_client(settings, principal)
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     wanted = [name for name in names if name not in existing]
@@ -204,7 +217,8 @@ def create_topics(
         return []
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=settings.kafka_replication_factor,
-                  config=config or {}) for name in wanted],
+                  config={"min.insync.replicas": str(settings.kafka_min_insync_replicas), **(config or {})})
+         for name in wanted],
         operation_timeout=timeout_s,
     )
     created = []

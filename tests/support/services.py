@@ -1,5 +1,6 @@
-"""The services of a test session: one real local stack, on free ports, started by the project's own code; and
-the markers a test gets from the fixtures it uses.
+"""The services of a test session: one real local stack, on free ports, started by the project's own code; a
+three-node Kafka cluster beside it for the tests that take nodes down; and the markers a test gets from the
+fixtures it uses.
 
 The stack lives in ``.local/test-stack`` and listens on ports picked at start, so ``make test`` never touches
 services a user is running on the default ports. Set ``TEST_USE_RUNNING_SERVICES=1`` to run the integration
@@ -16,17 +17,20 @@ from dataclasses import replace
 
 import pytest
 
-from realtime_voting.core.settings import REPO_ROOT, Settings
-from realtime_voting.running.local_stack import LocalStack
-from tests.support.ports import free_ports
+from realtime_voting.core.settings import LOCAL_NODE_PORT_STEP, REPO_ROOT, Settings
+from realtime_voting.running.local_stack import KafkaCluster, LocalStack
+from tests.support.ports import free_port_series, free_ports
 
 TEST_STATE_DIR = REPO_ROOT / ".local" / "test-stack"
+TEST_CLUSTER_DIR = REPO_ROOT / ".local" / "test-cluster"
+CLUSTER_NODES = 3
 
 # A test that uses one of these fixtures, directly or through another fixture, gets the marker (pyproject.toml
 # declares them): `make test-fast` leaves out the integration tests whichever fixture brought the stack in.
 MARKER_OF_FIXTURE = {
     "stack_settings": pytest.mark.integration,
     "spark": pytest.mark.spark,
+    "cluster_settings": pytest.mark.cluster,
 }
 
 
@@ -63,3 +67,28 @@ def stack_settings() -> Iterator[Settings]:
         # refused" until the interpreter exits.
         gc.collect()
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def cluster_settings(stack_settings: Settings) -> Iterator[Settings]:
+    """Settings pointing at a three-node Kafka cluster of the session's own (every topic on all three nodes,
+    ``min.insync.replicas`` 2), started by the project's ``KafkaCluster`` under ``.local/test-cluster``, and at the
+    session's PostgreSQL. Always its own, also with ``TEST_USE_RUNNING_SERVICES``: the tests that use it kill
+    its nodes."""
+    settings = replace(
+        stack_settings,
+        kafka_nodes=CLUSTER_NODES,
+        kafka_replication_factor=CLUSTER_NODES,
+        kafka_bootstrap_servers=",".join(f"localhost:{port}" for port in free_ports(CLUSTER_NODES)),
+        kafka_controller_port=free_port_series(CLUSTER_NODES, LOCAL_NODE_PORT_STEP),
+        state_dir=TEST_CLUSTER_DIR,
+    )
+    cluster = KafkaCluster(settings)
+    cluster.stop()
+    shutil.rmtree(TEST_CLUSTER_DIR, ignore_errors=True)
+    cluster.start()
+    try:
+        yield settings
+    finally:
+        gc.collect()  # as above
+        cluster.stop()

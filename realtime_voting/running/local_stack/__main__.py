@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="grant: the stages' Kafka users and the ACLs of the election of KAFKA_TOPIC_PREFIX "
                              "(with KAFKA_SECURITY_PROTOCOL=SASL_SSL; `up` grants them too)")
     parser.add_argument("service", nargs="?", choices=["kafka", "postgres"], help="with serve and ready")
+    parser.add_argument("--node", type=int, default=1,
+                        help="serve kafka and ready kafka: which of the KAFKA_NODES nodes (from 1)")
     parser.add_argument("--external", metavar="HOST:PORT",
                         help=f"serve kafka: the address clients outside its network reach port {EXTERNAL_PORT} at")
     parser.add_argument("--publish-ca", metavar="FILE", type=Path,
@@ -42,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     stack = LocalStack(settings)
     try:
         if args.command == "ready":
-            service = KafkaBroker(settings) if args.service == "kafka" else PostgresServer(settings)
+            service = KafkaBroker(settings, args.node) if args.service == "kafka" else PostgresServer(settings)
             return 0 if service.is_ready() else 1
         if args.command == "serve" and args.service == "kafka":
-            KafkaBroker(settings).serve(args.external or settings.kafka_bootstrap_servers, args.publish_ca)
+            node = KafkaBroker(settings, args.node)
+            node.serve(args.external or node.address, args.publish_ca)
         if args.command == "serve":
             PostgresServer(settings).serve()
         if args.command == "grant":
@@ -53,10 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             print(grant(settings))
             return 0
         if args.command == "status":
-            statuses = stack.status()
-            for status in statuses:
-                print(status)
-            return 0 if all(status.running for status in statuses) else 3
+            for line in stack.status_lines():
+                print(line)
+            return 0 if all(status.running for status in stack.status()) else 3
         for line in stack.up() if args.command == "up" else stack.down():
             print(line)
     except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable, waiting.TimedOut, ValueError,

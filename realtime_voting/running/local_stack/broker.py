@@ -1,8 +1,11 @@
-"""The local Kafka broker: Apache Kafka from Maven Central, one KRaft node that is broker and controller.
+"""The local Kafka nodes: Apache Kafka from Maven Central, each node a KRaft broker and controller.
 
+One node by default; with ``KAFKA_NODES=3`` three, one quorum of controllers, every partition on three of them
+(``broker_properties``): ``KafkaCluster`` starts and stops them together, ``KafkaBroker`` is one node.
 The jars are ``jvm/kafka-broker/pom.xml``'s, which ``make setup`` resolves into ``.local/jars/kafka`` (``KAFKA_HOME``
-points at an installation instead); it runs on the machine's own ``java``, its storage formatted on first start.
-Its configuration is data (``broker_properties``, ``log4j_properties``), written to ``.local/config`` at every start.
+points at an installation instead); each node runs on the machine's own ``java``, its storage formatted on first
+start. Its configuration is data (``broker_properties``, ``log4j_properties``), written to ``.local/config`` at every
+start.
 """
 
 from __future__ import annotations
@@ -10,21 +13,30 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
 from realtime_voting.core import waiting
-from realtime_voting.core.settings import Settings
+from realtime_voting.core.settings import (
+    LOCAL_NODE_PORT_STEP,
+    Settings,
+    min_insync_replicas_for,
+    replication_factor_for,
+)
 from realtime_voting.running import processes
 from realtime_voting.running.local_stack import certificates
 from realtime_voting.running.local_stack.service import (
+    LOCAL_HOSTS,
     STARTUP_TIMEOUT_S,
     STOP_TIMEOUT_S,
     LocalService,
+    ServiceStatus,
     StackError,
     host_port,
     pid_alive,
@@ -37,22 +49,59 @@ logger = logging.getLogger(__name__)
 
 KAFKA_HEAP = ["-Xms256m", "-Xmx1g"]
 EXTERNAL_PORT = 9094  # a served broker's listener for clients outside its network (the host), see serve
-# The names the broker's certificate is issued for: this machine, and its service's name in docker-compose.yaml.
-KAFKA_SERVER_NAMES = ("localhost", "127.0.0.1", "::1", "kafka")
+# The names the nodes' certificate is issued for besides every node's host in KAFKA_BOOTSTRAP_SERVERS: this machine.
+KAFKA_SERVER_NAMES = ("localhost", "127.0.0.1", "::1")
 
-# What a single node changes from Kafka's defaults.
-SINGLE_NODE = {
-    # One node can only keep one copy of each internal topic.
-    "offsets.topic.replication.factor": "1",
-    "transaction.state.log.replication.factor": "1",
-    "transaction.state.log.min.isr": "1",
-    "share.coordinator.state.topic.replication.factor": "1",
-    "share.coordinator.state.topic.min.isr": "1",
+# What the local nodes change from Kafka's defaults, whatever their number.
+LOCAL_DEFAULTS = {
     # New consumer groups start at once instead of waiting 3 s for more members.
     "group.initial.rebalance.delay.ms": "0",
     "num.partitions": "1",
     "auto.create.topics.enable": "true",
 }
+
+
+def replication_properties(nodes: int) -> dict[str, str]:
+    """How many copies of each partition a cluster of ``nodes`` keeps, Kafka's internal topics too (the consumer
+    groups' offsets, the transactions' state), and how many must have each write (``settings.py``)."""
+    copies = replication_factor_for(nodes)
+    in_sync = str(min_insync_replicas_for(copies))
+    return {
+        "default.replication.factor": str(copies),
+        "min.insync.replicas": in_sync,
+        "offsets.topic.replication.factor": str(copies),
+        "transaction.state.log.replication.factor": str(copies),
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": str(copies),
+        "share.coordinator.state.topic.min.isr": in_sync,
+    }
+
+
+def controller_addresses(settings: Settings) -> list[str]:
+    """Each node's controller, host:port: on its node's host (loopback for this machine), at
+    ``KAFKA_CONTROLLER_PORT`` + 100 (n - 1) for node n."""
+    hosts = ["127.0.0.1" if host in LOCAL_HOSTS else host
+             for host, _ in map(host_port, kafka_addresses(settings))]
+    return [f"{host}:{settings.kafka_controller_port + LOCAL_NODE_PORT_STEP * index}"
+            for index, host in enumerate(hosts)]
+
+
+def kafka_addresses(settings: Settings) -> list[str]:
+    """The nodes' client addresses: the first ``KAFKA_NODES`` of ``KAFKA_BOOTSTRAP_SERVERS``."""
+    addresses = [address.strip() for address in settings.kafka_bootstrap_servers.split(",") if address.strip()]
+    if settings.kafka_nodes < 1 or len(addresses) < settings.kafka_nodes:
+        raise StackError(
+            f"KAFKA_NODES={settings.kafka_nodes} needs one address per node in KAFKA_BOOTSTRAP_SERVERS, which lists "
+            f"{len(addresses)} ({settings.kafka_bootstrap_servers}); leave it unset for the local defaults")
+    return addresses[:settings.kafka_nodes]
+
+
+def cluster_id(quorum: str) -> str:
+    """The id every node of one cluster formats its storage with, made from the quorum's addresses, so that nodes
+    formatted apart (one container each) agree; 16 bytes in URL-safe base64, as Kafka's own are."""
+    made = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"realtime-voting:{quorum}").bytes).decode()
+    return "A" + made[1:22] if made.startswith("-") else made[:22]  # Kafka's tools read "-..." as an option
+
 
 # The broker's own log: warnings, and the server's start and stop.
 LOG4J = {
@@ -86,27 +135,40 @@ def log4j_properties(log_file: Path | None) -> dict[str, str]:
     }
 
 
-def broker_properties(settings: Settings, listeners: dict[str, tuple[str, str]], data_dir: Path,
-                      security: dict[str, str]) -> dict[str, str]:
-    """The node's ``server.properties``: ``listeners`` (name -> (bind address, advertised address)) for the
-    clients, a controller on loopback, and ``security`` (empty for PLAINTEXT)."""
-    # The controller is this very process: only the broker part talks to it, so it listens on loopback only.
-    controller = f"127.0.0.1:{settings.kafka_controller_port}"
-    protocols = {"CONTROLLER": "SASL_PLAINTEXT" if security else "PLAINTEXT",
+def broker_properties(settings: Settings, node: int, listeners: dict[str, tuple[str, str]], data_dir: Path,
+                      security: dict[str, str], *, served: bool = False) -> dict[str, str]:
+    """Node ``node``'s ``server.properties``: ``listeners`` (name -> (bind address, advertised address)) for the
+    clients, its controller, and ``security`` (empty for PLAINTEXT).
+
+    One node is its own controller, on loopback (only its broker part talks to it). Several form one quorum of
+    controllers, whose addresses every node knows (``controller.quorum.voters``); served in a container, a
+    controller listens on every interface, as the other nodes are other hosts."""
+    controllers = controller_addresses(settings)
+    controller = controllers[node - 1]
+    controller_bind = f"0.0.0.0:{host_port(controller)[1]}" if served and settings.kafka_nodes > 1 else controller
+    if settings.kafka_nodes == 1:
+        quorum = {"controller.quorum.bootstrap.servers": controller}
+    else:
+        quorum = {"controller.quorum.voters": ",".join(f"{number}@{address}"
+                                                       for number, address in enumerate(controllers, start=1))}
+    # The controllers of several nodes talk over the network: TLS as the clients' listeners, when secured.
+    controller_protocol = ("SASL_SSL" if settings.kafka_nodes > 1 else "SASL_PLAINTEXT") if security else "PLAINTEXT"
+    protocols = {"CONTROLLER": controller_protocol,
                  **dict.fromkeys(listeners, "SASL_SSL" if security else "PLAINTEXT")}
     return {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": controller,
+        "node.id": str(node),
+        **quorum,
         "listeners": ",".join([*(f"{name}://{bind}" for name, (bind, _) in listeners.items()),
-                               f"CONTROLLER://{controller}"]),
+                               f"CONTROLLER://{controller_bind}"]),
         "advertised.listeners": ",".join(f"{name}://{address}" for name, (_, address) in listeners.items()),
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "CLIENTS",
         "listener.security.protocol.map": ",".join(f"{name}:{protocol}" for name, protocol in protocols.items()),
         **security,
         "log.dirs": str(data_dir),
-        **SINGLE_NODE,
+        **replication_properties(settings.kafka_nodes),
+        **LOCAL_DEFAULTS,
     }
 
 
@@ -157,19 +219,24 @@ def write_properties(path: Path, properties: dict[str, str]) -> None:
 
 
 class KafkaBroker(LocalService):
-    """A single-node KRaft broker+controller on ``settings.kafka_bootstrap_servers`` (localhost only)."""
+    """Node ``node`` (from 1) of the local cluster, a KRaft broker and controller, on its address in
+    ``KAFKA_BOOTSTRAP_SERVERS`` (localhost only). A single node's files are named ``kafka``, those of node n of
+    several ``kafka-n``: the one-node and the three-node clusters keep their data apart."""
 
-    name = "kafka"
-    title = "Kafka broker"
+    title = "Kafka node"
 
-    def __init__(self, settings: Settings) -> None:
-        super().__init__(settings, settings.logs_dir / "kafka.log")
-        self.host, self.port = host_port(settings.kafka_bootstrap_servers.split(",")[0])
-        self.data_dir = settings.state_dir / "data" / "kafka"
-        self.config_file = settings.state_dir / "config" / "kafka.properties"
-        self.log4j_file = settings.state_dir / "config" / "kafka-log4j2.properties"
-        self.stdout_file = settings.logs_dir / "kafka.stdout.log"
-        self.pid_file = settings.state_dir / "run" / "kafka.pid"
+    def __init__(self, settings: Settings, node: int = 1) -> None:
+        self.node = node
+        self.name = "kafka" if settings.kafka_nodes == 1 else f"kafka-{node}"
+        self.label = "Kafka" if settings.kafka_nodes == 1 else f"Kafka node {node}"  # as a sentence names it
+        super().__init__(settings, settings.logs_dir / f"{self.name}.log")
+        self.host, self.port = host_port(kafka_addresses(settings)[node - 1])
+        self.controller_port = host_port(controller_addresses(settings)[node - 1])[1]
+        self.data_dir = settings.state_dir / "data" / self.name
+        self.config_file = settings.state_dir / "config" / f"{self.name}.properties"
+        self.log4j_file = settings.state_dir / "config" / f"{self.name}-log4j2.properties"
+        self.stdout_file = settings.logs_dir / f"{self.name}.stdout.log"
+        self.pid_file = settings.state_dir / "run" / f"{self.name}.pid"
 
     @property
     def address(self) -> str:
@@ -191,8 +258,10 @@ class KafkaBroker(LocalService):
         return self.pid() is not None and port_is_open(self.host, self.port)
 
     def is_ready(self) -> bool:
+        """Whether this node itself answers a metadata request (not another node of its cluster)."""
         try:
-            kafka_io.wait_for_kafka(self.settings, kafka_io.ADMIN, timeout_s=1.0)
+            kafka_io.wait_for_kafka(replace(self.settings, kafka_bootstrap_servers=self.address), kafka_io.ADMIN,
+                                    timeout_s=1.0)
             return True
         except kafka_io.KafkaUnavailable:
             return False
@@ -204,8 +273,8 @@ class KafkaBroker(LocalService):
                 f"admin {self.settings.kafka_admin_user!r}")
 
     def _write_config(self, external: str | None = None) -> None:
-        """The broker's configuration. Served (``external`` given): it listens on every interface, on the port of
-        ``KAFKA_BOOTSTRAP_SERVERS`` by that name, and on ``EXTERNAL_PORT`` as ``external`` (the host's address),
+        """The node's configuration. Served (``external`` given): it listens on every interface, on the port of
+        its address in ``KAFKA_BOOTSTRAP_SERVERS``, and on ``EXTERNAL_PORT`` as ``external`` (the host's address),
         and logs to the console. With ``KAFKA_SECURITY_PROTOCOL=SASL_SSL``, every listener also asks who the client
         is (``sasl_ssl_properties``)."""
         listeners = {"CLIENTS": (self.address, self.address)}
@@ -214,20 +283,24 @@ class KafkaBroker(LocalService):
                          "EXTERNAL": (f"0.0.0.0:{EXTERNAL_PORT}", external)}
         security = sasl_ssl_properties(self.settings, [*listeners], self._keystore()) if (
             self.settings.kafka_secured) else {}
-        write_properties(self.config_file, broker_properties(self.settings, listeners, self.data_dir, security))
+        write_properties(self.config_file, broker_properties(self.settings, self.node, listeners, self.data_dir,
+                                                             security, served=external is not None))
         write_properties(self.log4j_file, log4j_properties(None if external is not None else self.log_file))
 
     def _keystore(self) -> Path:
-        """The broker's TLS key and certificate, issued (again) when missing, stale or not naming every host."""
+        """The nodes' TLS key and certificate, issued (again) when missing, stale or not naming every node's host:
+        one for all the nodes, which trust each other through the authority that signed it."""
         authority = certificates.ensure_authority(self.settings.tls_dir)
-        names = dict.fromkeys([*KAFKA_SERVER_NAMES, self.host])
+        hosts = [host_port(address)[0] for address in kafka_addresses(self.settings)]
+        names = dict.fromkeys([*KAFKA_SERVER_NAMES, *hosts])
         certificate, key = self.settings.tls_dir / "kafka.pem", self.settings.tls_dir / "kafka-key.pem"
-        certificates.ensure_server_certificate(authority, names, certificate, key)
         keystore = self.settings.tls_dir / "kafka-keystore.pem"
-        certificates.write_replacing(keystore, key.read_bytes() + certificate.read_bytes(), certificates.PRIVATE)
+        with certificates.locked(self.settings.tls_dir):  # the nodes of a compose stack share the folder
+            certificates.ensure_server_certificate(authority, names, certificate, key)
+            certificates.write_replacing(keystore, key.read_bytes() + certificate.read_bytes(), certificates.PRIVATE)
         return keystore
 
-    def _java(self, main_class: str, *args: str) -> list[str]:
+    def java_command(self, main_class: str, *args: str) -> list[str]:
         java = shutil.which("java")
         if java is None:
             raise StackError("`java` is not on PATH: Kafka needs Java 17 or newer")
@@ -241,46 +314,59 @@ class KafkaBroker(LocalService):
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        # Kafka cluster ids are 16 random bytes in URL-safe base64; Kafka's own tool never starts one with "-".
-        cluster_id = "-"
-        while cluster_id.startswith("-"):
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, cluster_id)
-        result = processes.run_program(self._java("kafka.tools.StorageTool", "format", "--standalone", "-t",
-                                                  cluster_id, "-c", str(self.config_file), "--ignore-formatted"))
+        if self.settings.kafka_nodes == 1:
+            # Kafka cluster ids are 16 random bytes in URL-safe base64; Kafka's own tool never starts one with "-".
+            new_id = "-"
+            while new_id.startswith("-"):
+                new_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            how = ["-t", new_id, "--standalone"]  # the one controller of its quorum
+        else:
+            new_id = cluster_id(",".join(controller_addresses(self.settings)))
+            how = ["-t", new_id]  # the quorum is the configuration's controller.quorum.voters
+        logger.info("formatting Kafka storage in %s (cluster id %s)", self.data_dir, new_id)
+        result = processes.run_program(self.java_command("kafka.tools.StorageTool", "format", *how,
+                                                  "-c", str(self.config_file), "--ignore-formatted"))
         if result.returncode != 0:
             raise StackError(f"formatting Kafka storage in {self.data_dir} failed:\n{result.stdout}{result.stderr}")
 
     def start(self) -> str:
         if self.pid() and self.is_ready():
-            return f"Kafka is already running on {self.address}, {self.how_clients_connect()} (pid {self.pid()})"
+            return f"{self.label} is already running on {self.address}, {self.how_clients_connect()} (pid {self.pid()})"
+        process = self.launch()
+        if not self.became_ready(process):
+            self.stop()
+            raise self.failed(f"{self.label} did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s",
+                              self.log_file, self.stdout_file)
+        return self.started_line(process.pid)
+
+    def launch(self) -> subprocess.Popen:
+        """Start the node's process without waiting for it to answer: a node of several answers only once a
+        majority of the controllers runs."""
         self.check_startable(self.host, "KAFKA_BOOTSTRAP_SERVERS", {
-            self.port: "KAFKA_BOOTSTRAP_SERVERS", self.settings.kafka_controller_port: "KAFKA_CONTROLLER_PORT"})
+            self.port: "KAFKA_BOOTSTRAP_SERVERS", self.controller_port: "KAFKA_CONTROLLER_PORT"})
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self._write_config()
         self._format_storage_once()
         # Its own session: it survives the `make up` that started it, and Ctrl-C there does not reach it.
-        process = processes.start_program(self._java("kafka.Kafka", str(self.config_file)), log=self.stdout_file,
+        process = processes.start_program(self.java_command("kafka.Kafka", str(self.config_file)), log=self.stdout_file,
                                           own_session=True)
         self.pid_file.write_text(str(process.pid))
-        if not self._became_ready(process):
-            self.stop()
-            raise self.failed(f"Kafka did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s",
-                              self.log_file, self.stdout_file)
-        return (f"Kafka started on {self.address}, {self.how_clients_connect()} (pid {process.pid}, "
-                f"log {self.log_file})")
+        return process
 
-    def _became_ready(self, process: subprocess.Popen) -> bool:
-        """Whether the broker just started answers within ``STARTUP_TIMEOUT_S``; False as soon as it exits."""
+    def started_line(self, pid: int) -> str:
+        return f"{self.label} started on {self.address}, {self.how_clients_connect()} (pid {pid}, log {self.log_file})"
+
+    def became_ready(self, process: subprocess.Popen) -> bool:
+        """Whether the node just started answers within ``STARTUP_TIMEOUT_S``; False as soon as it exits."""
         try:
             waiting.until(lambda: process.poll() is not None or self.is_ready(), timeout_s=STARTUP_TIMEOUT_S,
-                          what=f"Kafka on {self.address}")
+                          what=f"{self.name} on {self.address}")
         except waiting.TimedOut:
             return False
         return process.poll() is None
 
     def serve(self, external: str, publish_ca: Path | None = None) -> NoReturn:
-        """Become the broker, in the foreground, logging to the console (a container's one process).
+        """Become the node, in the foreground, logging to the console (a container's one process).
 
         With ``SASL_SSL`` and ``publish_ca``, the authority's certificate (never its key) is copied there first,
         for clients that share that folder only (compose's ``kafka-ca`` volume)."""
@@ -288,23 +374,117 @@ class KafkaBroker(LocalService):
         if publish_ca is not None and self.settings.kafka_secured:
             authority_certificate = certificates.authority_certificate_file(self.settings.tls_dir)
             publish_ca.parent.mkdir(parents=True, exist_ok=True)
-            certificates.write_replacing(publish_ca, authority_certificate.read_bytes(), certificates.PUBLIC)
-            logger.info("published the broker's CA certificate at %s", publish_ca)
+            with certificates.locked(self.settings.tls_dir):  # every node publishes it, on one volume
+                certificates.write_replacing(publish_ca, authority_certificate.read_bytes(), certificates.PUBLIC)
+            logger.info("published the Kafka nodes' CA certificate at %s", publish_ca)
         self._format_storage_once()
-        command = self._java("kafka.Kafka", str(self.config_file))
-        os.execv(command[0], command)  # noqa: S606 - becomes the broker, with the stack's own paths
+        command = self.java_command("kafka.Kafka", str(self.config_file))
+        os.execv(command[0], command)  # noqa: S606 - becomes the node, with the stack's own paths
 
     def stop(self) -> str:
+        pid = self.terminate()
+        if pid is None:
+            return f"{self.label} is not running"
+        self.await_end(pid)
+        return f"{self.label} stopped (pid {pid})"
+
+    def terminate(self) -> int | None:
+        """Ask the node to stop (a controlled shutdown: it hands its partitions' leadership over, flushes its logs
+        and closes cleanly); its pid, or None when it was not running."""
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
-            return "Kafka is not running"
-        os.kill(pid, signal.SIGTERM)  # a controlled shutdown: the broker flushes its logs and closes cleanly
+            return None
+        os.kill(pid, signal.SIGTERM)
+        return pid
+
+    def await_end(self, pid: int) -> None:
+        """Wait for the node asked to stop to end, killing it after ``STOP_TIMEOUT_S``."""
         try:
-            waiting.until(lambda: not pid_alive(pid), timeout_s=STOP_TIMEOUT_S, what=f"Kafka (pid {pid}) to stop")
+            waiting.until(lambda: not pid_alive(pid), timeout_s=STOP_TIMEOUT_S, what=f"{self.name} (pid {pid}) to stop")
         except waiting.TimedOut:
-            logger.warning("Kafka (pid %d) did not stop within %.0fs; killing it", pid, STOP_TIMEOUT_S)
+            logger.warning("%s (pid %d) did not stop within %.0fs; killing it", self.name, pid, STOP_TIMEOUT_S)
             os.kill(pid, signal.SIGKILL)
-            waiting.until(lambda: not pid_alive(pid), timeout_s=5, what=f"Kafka (pid {pid}) to end after SIGKILL")
+            waiting.until(lambda: not pid_alive(pid), timeout_s=5, what=f"{self.name} (pid {pid}) to end after SIGKILL")
         self.pid_file.unlink(missing_ok=True)
-        return f"Kafka stopped (pid {pid})"
+
+    def kill(self) -> int:
+        """SIGKILL the node, as a crash or a lost machine would stop it: no controlled shutdown; its pid."""
+        pid = self.pid()
+        if pid is None:
+            raise StackError(f"{self.label} is not running")
+        os.kill(pid, signal.SIGKILL)
+        waiting.until(lambda: not pid_alive(pid), timeout_s=10, what=f"{self.name} (pid {pid}) to end after SIGKILL")
+        self.pid_file.unlink(missing_ok=True)
+        return pid
+
+
+class KafkaCluster:
+    """The ``KAFKA_NODES`` local nodes, started and stopped together, and what a status shows of the whole."""
+
+    name = "kafka"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nodes = [KafkaBroker(settings, node) for node in range(1, settings.kafka_nodes + 1)]
+
+    def node(self, number: int) -> KafkaBroker:
+        return self.nodes[number - 1]
+
+    def start(self) -> list[str]:
+        """Start every node that is not running, then wait for each to answer (a quorum needs its majority)."""
+        lines, launched = [], []
+        for node in self.nodes:
+            if node.pid() is not None:
+                lines.append(f"{node.label} is already running on {node.address} (pid {node.pid()})")
+            else:
+                launched.append((node, node.launch()))
+        for node, process in launched:
+            if not node.became_ready(process):
+                self.stop()
+                raise node.failed(f"{node.label} did not start on {node.address} within {STARTUP_TIMEOUT_S:.0f}s",
+                                  node.log_file, node.stdout_file)
+            lines.append(node.started_line(process.pid))
+        return lines
+
+    def stop(self) -> list[str]:
+        """Stop every node: all asked at once, so that none waits for a controller another has already taken down."""
+        asked = [(node, node.terminate()) for node in self.nodes]
+        lines = []
+        for node, pid in asked:
+            if pid is None:
+                lines.append(f"{node.label} is not running")
+            else:
+                node.await_end(pid)
+                lines.append(f"{node.label} stopped (pid {pid})")
+        return lines
+
+    def status(self) -> list[ServiceStatus]:
+        return [node.status() for node in self.nodes]
+
+    def active_controller(self) -> int | None:
+        """The node id of the quorum's leader, the active controller, as Kafka's own metadata quorum tool reports
+        it; None while no node answers or no leader is elected."""
+        running = [node for node in self.nodes if node.is_running()]
+        if not running:
+            return None
+        client_config = self.settings.state_dir / "config" / "admin-client.properties"
+        write_properties(client_config, kafka_io.java_client_properties(self.settings, kafka_io.ADMIN))
+        client_config.chmod(0o600)  # the admin's password, with SASL_SSL
+        result = processes.run_program(running[0].java_command(
+            "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
+            ",".join(node.address for node in running), "--command-config", str(client_config), "describe",
+            "--status"))
+        leader = re.search(r"^LeaderId:\s+(\d+)", result.stdout, re.MULTILINE)
+        return int(leader.group(1)) if result.returncode == 0 and leader and leader.group(1) != "-1" else None
+
+    def replication_line(self) -> str:
+        """The partitions with fewer in-sync copies than replicas, as ``make status`` shows them."""
+        try:
+            lagging = kafka_io.under_replicated_partitions(self.settings)
+        except kafka_io.KafkaUnavailable as error:
+            return f"{'':<10} replication unknown: {error}"
+        if not lagging:
+            return f"{'':<10} no under-replicated partitions"
+        shown = ", ".join(f"{topic}[{partition}]" for topic, partition in lagging[:10])
+        return f"{'':<10} {len(lagging)} under-replicated partitions: {shown}{' ...' if len(lagging) > 10 else ''}"

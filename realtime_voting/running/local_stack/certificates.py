@@ -190,6 +190,15 @@ def write_replacing(path: Path, content: bytes, mode: int) -> None:
 
 
 @contextmanager
+def locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock, which several services sharing it (a cluster's nodes) take to write their files
+    one at a time. Not around ``ensure_authority``, which takes it itself."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with _locked(folder / ".lock"):
+        yield
+
+
+@contextmanager
 def _locked(path: Path) -> Iterator[None]:
     with path.open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

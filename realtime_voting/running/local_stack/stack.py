@@ -1,32 +1,42 @@
-"""Both servers of the local stack together: started in the order the pipeline needs them, stopped in reverse."""
+"""The local stack's servers together: PostgreSQL and the Kafka nodes, started in the order the pipeline needs them,
+stopped in reverse."""
 
 from __future__ import annotations
 
 from realtime_voting.core.settings import Settings
-from realtime_voting.running.local_stack.broker import KafkaBroker
+from realtime_voting.running.local_stack.broker import KafkaCluster
 from realtime_voting.running.local_stack.postgres import PostgresServer
-from realtime_voting.running.local_stack.service import LocalService, ServiceStatus
+from realtime_voting.running.local_stack.service import ServiceStatus
 from realtime_voting.services import kafka_io, kafka_security
 
 
 class LocalStack:
-    """PostgreSQL, then Kafka (and with ``SASL_SSL`` the stages' users and ACLs)."""
+    """PostgreSQL, then the Kafka nodes (and with ``SASL_SSL`` the stages' users and ACLs)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services: list[LocalService] = [PostgresServer(settings), KafkaBroker(settings)]
+        self.postgres = PostgresServer(settings)
+        self.kafka = KafkaCluster(settings)
 
     def up(self) -> list[str]:
-        lines = [service.start() for service in self.services]
+        lines = [self.postgres.start(), *self.kafka.start()]
         if self.settings.kafka_secured:
             lines.append(grant(self.settings))
         return lines
 
     def down(self) -> list[str]:
-        return [service.stop() for service in reversed(self.services)]
+        return [*self.kafka.stop(), self.postgres.stop()]
 
     def status(self) -> list[ServiceStatus]:
-        return [service.status() for service in self.services]
+        return [self.postgres.status(), *self.kafka.status()]
+
+    def status_lines(self) -> list[str]:
+        """``make status``: each server, then, while Kafka runs, its partitions short of copies."""
+        statuses = self.status()
+        lines = [str(status) for status in statuses]
+        if any(status.running for status in self.kafka.status()):
+            lines.append(self.kafka.replication_line())
+        return lines
 
 
 def grant(settings: Settings) -> str:
