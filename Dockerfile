@@ -37,8 +37,8 @@ COPY --from=jars /app/.local/jars /app/.local/jars
 # Not root: a user of its own. The folders the volumes are mounted on exist, owned by it, so that a new volume
 # takes that owner (and PostgreSQL's data folder and the TLS keys' its 0700).
 RUN useradd --system --create-home --uid 999 voter \
-    && mkdir -p .local/data/kafka .local/data/postgres .local/checkpoints .local/spark-work .local/tls \
-                .local/kafka-ca \
+    && mkdir -p .local/data/kafka-1 .local/data/kafka-2 .local/data/kafka-3 .local/data/postgres .local/checkpoints \
+                .local/spark-work .local/tls .local/kafka-ca \
     && chmod 0700 .local/data/postgres .local/tls \
     && chown -R voter:voter .local
 COPY realtime_voting/ realtime_voting/

@@ -9,6 +9,7 @@ same machine. bench/README.md says what each figure is, how it is measured, and 
 - ``results``: the counting job's results read from their topics, checked against the votes table, and the
   latency percentiles.
 - ``breakdown``: where a batch of the counting query spends its time, from the job's own progress lines.
+- ``footprint``: what the whole election left on disk, per voter: topics, tables and indexes, the counting state.
 """
 
 

@@ -88,9 +88,10 @@ def measure(base: Settings, args: argparse.Namespace, stages: Stages,
         figures |= latency
     if "election" in args.phases:
         phase(f"a whole election of {args.voters:,} voters, every stage at once")
-        figures["election_s"], batches["whole election"], cpu = phases.whole_election(base, args.voters,
-                                                                                     args.workers, stages)
+        figures["election_s"], batches["whole election"], cpu, on_disk = phases.whole_election(
+            base, args.voters, args.workers, stages)
         figures |= {f"cpu_s_per_1000_voters_{stage}": seconds * 1000 / args.voters for stage, seconds in cpu.items()}
+        figures |= on_disk
     figures["peak_rss_mb"] = stages.largest_peak_mb()
     return figures
 
@@ -108,6 +109,8 @@ def print_table(figures: dict[str, float], args: argparse.Namespace) -> None:
             return share(value, copy_rate, "COPY")
         if key.startswith("cpu_s_per_1000_voters_"):
             return "in the whole election: the stage's processes and their children"
+        if key.startswith("bytes_per_voter_"):
+            return "on disk after the whole election (bench/footprint.py)"
         if key.startswith(("e2e_latency_ms_", "counting_cpu_", "result_messages_")):
             rate, _, mode = key.partition("_at_")[2].partition("_")
             return f"at {int(rate or phases.DEFAULT_RATE):,} votes/s, {mode or Settings().spark_counting_mode} mode"

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 
 from confluent_kafka import Producer
 
-from bench import results
+from bench import footprint, results
 from bench.stages import Stage, Stages, services_cpu_seconds
 from realtime_voting.core import topics, waiting
 from realtime_voting.core.settings import Settings
@@ -154,11 +154,11 @@ def after_warm_up(batches: list[batch_progress.Batch], warm_up_rows: int) -> lis
     return []
 
 
-def whole_election(base: Settings, voters: int, workers: int,
-                   stages: Stages) -> tuple[float, list[batch_progress.Batch], dict[str, float]]:
+def whole_election(base: Settings, voters: int, workers: int, stages: Stages
+                   ) -> tuple[float, list[batch_progress.Batch], dict[str, float], dict[str, float]]:
     """``election_s``: from an empty election to exact final totals for ``voters``, every stage running at once;
-    the counting query's batches; and the CPU seconds each stage (and the local broker and PostgreSQL) took
-    meanwhile, by name."""
+    the counting query's batches; the CPU seconds each stage (and the local Kafka nodes and PostgreSQL) took
+    meanwhile, by name; and what the election left on disk, per voter (``footprint``)."""
     with elections.throwaway(base, "bench_election") as election, ExitStack() as running:
         services_before = services_cpu_seconds(base)
         started = time.perf_counter()
@@ -174,4 +174,4 @@ def whole_election(base: Settings, voters: int, workers: int,
         cpu |= {name: seconds - services_before[name] for name, seconds in services_cpu_seconds(base).items()
                 if name in services_before}
         results.check_totals(election)
-        return elapsed, counting_batches(election, stages), cpu
+        return elapsed, counting_batches(election, stages), cpu, footprint.per_voter(election, voters)

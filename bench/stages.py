@@ -3,7 +3,7 @@
 Starting and stopping them is ``realtime_voting.running.processes``' job, as for ``make demo`` and the tests; this adds
 what only the bench wants: one folder of logs for a run, the peak memory of every stage's Python process, and
 the CPU time of every stage with its children (the counting job's JVM is a child of ``spark_streaming.py``) and of
-the local stack's broker and PostgreSQL.
+the local stack's Kafka nodes and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import psutil
 from bench import BenchFailed
 from realtime_voting.core.settings import Settings
 from realtime_voting.running import processes
-from realtime_voting.running.local_stack import KafkaBroker, PostgresServer
+from realtime_voting.running.local_stack import KafkaCluster, PostgresServer
 
 SAMPLE_EVERY_S = 0.2
 
@@ -38,16 +38,18 @@ def cpu_seconds(process: psutil.Process) -> float:
 
 
 def services_cpu_seconds(settings: Settings) -> dict[str, float]:
-    """CPU seconds so far of the local stack's broker and PostgreSQL (``make up``), by name; only those running
-    here (a stack in containers or elsewhere is not measured)."""
-    pids = {"kafka": KafkaBroker(settings).pid(), "postgres": PostgresServer(settings).pid()}
+    """CPU seconds so far of the local stack's Kafka nodes (together, as ``kafka``) and PostgreSQL (``make up``);
+    only those running here (a stack in containers or elsewhere is not measured)."""
+    pids = {"kafka": [node.pid() for node in KafkaCluster(settings).nodes],
+            "postgres": [PostgresServer(settings).pid()]}
     seconds = {}
-    for name, pid in pids.items():
+    for name, members in pids.items():
         try:
-            seconds[name] = cpu_seconds(psutil.Process(pid)) if pid else None
+            if all(members):
+                seconds[name] = sum(cpu_seconds(psutil.Process(pid)) for pid in members)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
-            seconds[name] = None
-    return {name: value for name, value in seconds.items() if value is not None}
+            continue
+    return seconds
 
 
 class Stages:

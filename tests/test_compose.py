@@ -175,16 +175,17 @@ def totals_match_the_votes_table(stack: ComposeStack, reader: dashboard_data.Res
 
 
 def leader_of_a_votes_partition(stack: ComposeStack) -> str:
-    """The compose service of the node that leads partition 0 of votes_topic."""
+    """The compose service of the node that leads partition 0 of votes_topic (asked as the admin: the dashboard's
+    user may not even see votes_topic)."""
     votes_topic = stack.settings.topic(topics.VOTES)
-    metadata = kafka_io.admin_client(stack.settings, kafka_io.DASHBOARD).list_topics(votes_topic, timeout=30)
+    metadata = kafka_io.admin_client(stack.settings, kafka_io.ADMIN).list_topics(votes_topic, timeout=30)
     return f"kafka-{metadata.topics[votes_topic].partitions[0].leader}"
 
 
 def votes_topic_end(stack: ComposeStack) -> int:
-    """The sum of votes_topic's end offsets: every message written to it, counted or not."""
+    """The sum of votes_topic's end offsets: every message written to it, counted or not (asked as the admin)."""
     votes_topic = stack.settings.topic(topics.VOTES)
-    consumer = Consumer(kafka_io.consumer_config(stack.settings, kafka_io.DASHBOARD, f"compose-test-{uuid.uuid4()}"))
+    consumer = Consumer(kafka_io.consumer_config(stack.settings, kafka_io.ADMIN, f"compose-test-{uuid.uuid4()}"))
     try:
         partitions = consumer.list_topics(votes_topic, timeout=30).topics[votes_topic].partitions
         return sum(consumer.get_watermark_offsets(TopicPartition(votes_topic, number), timeout=30)[1]

@@ -302,3 +302,13 @@ def test_services_start_after_what_they_need_is_healthy(compose):
         for dependency in (*KAFKA_NODES, "postgres"):
             assert services[name]["depends_on"][dependency] == {"condition": "service_healthy"}, (name, dependency)
     assert "restart" not in services["seed"] or services["seed"]["restart"] == "no", "seed runs once"
+
+
+def test_every_volume_is_mounted_on_a_folder_the_image_makes_for_its_user(compose):
+    """A volume mounted where the image has no folder is created by Docker as root's: the unprivileged services
+    could not write to it (a Kafka node could not format its storage)."""
+    made = set(re.findall(r"\.local/[\w/-]+", (REPO_ROOT / "Dockerfile").read_text()))
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes") or []:
+            target = str(volume).split(":")[1]
+            assert target.removeprefix("/app/") in made, f"{name} mounts a volume on {target}, which the image lacks"
