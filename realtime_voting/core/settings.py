@@ -69,7 +69,7 @@ class Settings:
         "every Kafka client, and the local nodes' listeners (one address per node); unset with `KAFKA_NODES=3`: "
         "`localhost:9092,localhost:9192,localhost:9292`",
         unset=lambda settings: local_kafka_addresses(settings["kafka_nodes"]))
-    # One by default: three JVMs on a two-core machine cost a third of its CPU (bench/README.md).
+    # One by default: on two cores, three nodes cost the stages a third of their write rate (bench/README.md).
     kafka_nodes: int = setting(
         "KAFKA_NODES", 1,
         "Kafka nodes `make up` runs, each a broker and a controller of one quorum: `3` for a replicated cluster "
