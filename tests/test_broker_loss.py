@@ -10,6 +10,7 @@ its own. Every test leaves the three nodes running and caught up for the next.
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,8 @@ LONGEST_GAP_S = 15
 class RunningElection:
     settings: Settings
     cluster: KafkaCluster
-    voting: processes.subprocess.Popen
-    counting: processes.subprocess.Popen
+    voting: subprocess.Popen
+    counting: subprocess.Popen
     voting_log: Path
     counting_log: Path
 
@@ -53,7 +54,7 @@ class RunningElection:
         return f"{last_lines(self.voting_log)}\n{last_lines(self.counting_log)}"
 
     def wait_for_more_votes_than(self, count: int, why: str) -> int:
-        return waiting.until(lambda: self.stored() > count and self.stored(), timeout_s=60,
+        return waiting.until(lambda: (stored := self.stored()) > count and stored, timeout_s=60,
                              what=f"more than {count} votes stored {why}", explain=self.logs)
 
     def wait_for_every_vote(self) -> None:

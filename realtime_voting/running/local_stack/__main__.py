@@ -56,9 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             print(grant(settings))
             return 0
         if args.command == "status":
-            for line in stack.status_lines():
-                print(line)
-            return 0 if all(status.running for status in stack.status()) else 3
+            lines, all_running = stack.report()
+            print("\n".join(lines))
+            return 0 if all_running else 3
         for line in stack.up() if args.command == "up" else stack.down():
             print(line)
     except (StackError, db.PostgresUnavailable, kafka_io.KafkaUnavailable, waiting.TimedOut, ValueError,

@@ -106,10 +106,11 @@ def kafka_addresses(settings: Settings) -> list[str]:
     return addresses[:settings.kafka_nodes]
 
 
-def cluster_id(quorum: str) -> str:
-    """The id every node of one cluster formats its storage with, made from the quorum's addresses, so that nodes
-    formatted apart (one container each) agree; 16 bytes in URL-safe base64, as Kafka's own are."""
-    made = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"realtime-voting:{quorum}").bytes).decode()
+def cluster_id(seed: str) -> str:
+    """A cluster id made from ``seed``: 16 bytes in URL-safe base64, as Kafka's own are. Several nodes seed it with
+    their quorum's addresses, so that nodes formatted apart (one container each) agree; one node with a random
+    value."""
+    made = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"realtime-voting:{seed}").bytes).decode()
     return "A" + made[1:22] if made.startswith("-") else made[:22]  # Kafka's tools read "-..." as an option
 
 
@@ -326,10 +327,7 @@ class KafkaBroker(LocalService):
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.kafka_nodes == 1:
-            # Kafka cluster ids are 16 random bytes in URL-safe base64; Kafka's own tool never starts one with "-".
-            new_id = "-"
-            while new_id.startswith("-"):
-                new_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            new_id = cluster_id(uuid.uuid4().hex)
             how = ["-t", new_id, "--standalone"]  # the one controller of its quorum
         else:
             new_id = cluster_id(",".join(controller_addresses(self.settings)))
@@ -346,8 +344,7 @@ class KafkaBroker(LocalService):
         process = self.launch()
         if not self.became_ready(process):
             self.stop()
-            raise self.failed(f"{self.label} did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s",
-                              self.log_file, self.stdout_file)
+            raise self.start_failed()
         return self.started_line(process.pid)
 
     def launch(self) -> subprocess.Popen:
@@ -363,6 +360,10 @@ class KafkaBroker(LocalService):
                                           own_session=True)
         self.pid_file.write_text(str(process.pid))
         return process
+
+    def start_failed(self) -> StackError:
+        return self.failed(f"{self.label} did not start on {self.address} within {STARTUP_TIMEOUT_S:.0f}s",
+                           self.log_file, self.stdout_file)
 
     def started_line(self, pid: int) -> str:
         return f"{self.label} started on {self.address}, {self.how_clients_connect()} (pid {pid}, log {self.log_file})"
@@ -393,11 +394,7 @@ class KafkaBroker(LocalService):
         os.execv(command[0], command)  # noqa: S606 - becomes the node, with the stack's own paths
 
     def stop(self) -> str:
-        pid = self.terminate()
-        if pid is None:
-            return f"{self.label} is not running"
-        self.await_end(pid)
-        return f"{self.label} stopped (pid {pid})"
+        return self.await_end(self.terminate())
 
     def terminate(self) -> int | None:
         """Ask the node to stop (a controlled shutdown: it hands its partitions' leadership over, flushes its logs
@@ -409,8 +406,11 @@ class KafkaBroker(LocalService):
         os.kill(pid, signal.SIGTERM)
         return pid
 
-    def await_end(self, pid: int) -> None:
-        """Wait for the node asked to stop to end, killing it after ``STOP_TIMEOUT_S``."""
+    def await_end(self, pid: int | None) -> str:
+        """Wait for the node asked to stop (``terminate``'s pid) to end, killing it after ``STOP_TIMEOUT_S``; a line
+        saying what happened."""
+        if pid is None:
+            return f"{self.label} is not running"
         try:
             waiting.until(lambda: not pid_alive(pid), timeout_s=STOP_TIMEOUT_S, what=f"{self.name} (pid {pid}) to stop")
         except waiting.TimedOut:
@@ -418,6 +418,7 @@ class KafkaBroker(LocalService):
             os.kill(pid, signal.SIGKILL)
             waiting.until(lambda: not pid_alive(pid), timeout_s=5, what=f"{self.name} (pid {pid}) to end after SIGKILL")
         self.pid_file.unlink(missing_ok=True)
+        return f"{self.label} stopped (pid {pid})"
 
     def kill(self) -> int:
         """SIGKILL the node, as a crash or a lost machine would stop it: no controlled shutdown; its pid."""
@@ -432,8 +433,6 @@ class KafkaBroker(LocalService):
 
 class KafkaCluster:
     """The ``KAFKA_NODES`` local nodes, started and stopped together, and what a status shows of the whole."""
-
-    name = "kafka"
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -453,22 +452,14 @@ class KafkaCluster:
         for node, process in launched:
             if not node.became_ready(process):
                 self.stop()
-                raise node.failed(f"{node.label} did not start on {node.address} within {STARTUP_TIMEOUT_S:.0f}s",
-                                  node.log_file, node.stdout_file)
+                raise node.start_failed()
             lines.append(node.started_line(process.pid))
         return lines
 
     def stop(self) -> list[str]:
         """Stop every node: all asked at once, so that none waits for a controller another has already taken down."""
         asked = [(node, node.terminate()) for node in self.nodes]
-        lines = []
-        for node, pid in asked:
-            if pid is None:
-                lines.append(f"{node.label} is not running")
-            else:
-                node.await_end(pid)
-                lines.append(f"{node.label} stopped (pid {pid})")
-        return lines
+        return [node.await_end(pid) for node, pid in asked]
 
     def status(self) -> list[ServiceStatus]:
         return [node.status() for node in self.nodes]
@@ -486,8 +477,8 @@ class KafkaCluster:
             "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
             ",".join(node.address for node in running), "--command-config", str(client_config), "describe",
             "--status"))
-        leader = re.search(r"^LeaderId:\s+(\d+)", result.stdout, re.MULTILINE)
-        return int(leader.group(1)) if result.returncode == 0 and leader and leader.group(1) != "-1" else None
+        leader = re.search(r"^LeaderId:\s+(\d+)", result.stdout, re.MULTILINE)  # -1 (none elected) does not match
+        return int(leader.group(1)) if result.returncode == 0 and leader else None
 
     def replication_line(self) -> str:
         """The partitions with fewer in-sync copies than replicas, as ``make status`` shows them."""

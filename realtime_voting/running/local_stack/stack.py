@@ -6,7 +6,6 @@ from __future__ import annotations
 from realtime_voting.core.settings import Settings
 from realtime_voting.running.local_stack.broker import KafkaCluster
 from realtime_voting.running.local_stack.postgres import PostgresServer
-from realtime_voting.running.local_stack.service import ServiceStatus
 from realtime_voting.services import kafka_io, kafka_security
 
 
@@ -27,16 +26,14 @@ class LocalStack:
     def down(self) -> list[str]:
         return [*self.kafka.stop(), self.postgres.stop()]
 
-    def status(self) -> list[ServiceStatus]:
-        return [self.postgres.status(), *self.kafka.status()]
-
-    def status_lines(self) -> list[str]:
-        """``make status``: each server, then, while Kafka runs, its partitions short of copies."""
-        statuses = self.status()
-        lines = [str(status) for status in statuses]
-        if any(status.running for status in self.kafka.status()):
+    def report(self) -> tuple[list[str], bool]:
+        """``make status``: a line for each server, then, while Kafka runs, its partitions short of copies; and
+        whether every server runs."""
+        postgres, kafka = self.postgres.status(), self.kafka.status()
+        lines = [str(status) for status in (postgres, *kafka)]
+        if any(status.running for status in kafka):
             lines.append(self.kafka.replication_line())
-        return lines
+        return lines, all(status.running for status in (postgres, *kafka))
 
 
 def grant(settings: Settings) -> str:
